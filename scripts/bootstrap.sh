@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything shakedown and its tests need on a Debian machine: the servers from Debian's
+# packages and the Python package with its dev tools in .venv. Safe to run again: it installs
+# only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(postgresql postgresql-contrib redis-server etcd-server etcd-client haproxy pgbouncer
+              python3-venv)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "bootstrap: installing Debian packages: ${missing[*]}"
+  # Servers are started by shakedown itself, never as system services: keep the package
+  # scripts from starting them (policy-rc.d exit 101 = "not allowed").
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $SUDO rm -f /usr/sbin/policy-rc.d
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.shakedown-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "bootstrap: installing shakedown and its dev tools into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored: it is neither' || true
+  .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v 'is ignored: it is neither' || true
+  .venv/bin/python -c 'import shakedown, psycopg, pytest'
+  touch "$stamp"
+fi

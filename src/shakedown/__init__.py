@@ -1,0 +1,1 @@
+"""shakedown: integration tests against real infrastructure on one machine, in seconds, with faults."""
