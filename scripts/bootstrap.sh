@@ -30,11 +30,19 @@ if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv"
   "$PYTHON" -m venv .venv
 fi
+# pip prints a warning for each package about this machine's absent local indexes: show pip's
+# output only when it fails.
+pip_quietly() {
+  local out
+  if ! out=$(.venv/bin/python -m pip "$@" 2>&1); then
+    echo "$out" | grep -v 'is ignored: it is neither' >&2
+    return 1
+  fi
+}
 stamp=.venv/.shakedown-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "bootstrap: installing shakedown and its dev tools into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored: it is neither' || true
-  .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v 'is ignored: it is neither' || true
-  .venv/bin/python -c 'import shakedown, psycopg, pytest'
+  pip_quietly install -q --upgrade pip
+  pip_quietly install -q -e '.[dev]'
   touch "$stamp"
 fi
