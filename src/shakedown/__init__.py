@@ -1,1 +1,1 @@
-"""shakedown: integration tests against real infrastructure on one machine, in seconds, with faults."""
+"""shakedown: integration tests against real infrastructure on one machine, with faults."""

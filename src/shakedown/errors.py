@@ -3,6 +3,7 @@ how to fix it, so a user never has to read a traceback to know what to do next."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 
@@ -93,3 +94,11 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)")
+
+
+def mask_url(text: str) -> str:
+    """Hide the password of every URL in ``text``: ``postgresql://u:***@host/db``."""
+    return _URL_PASSWORD.sub(r"\1***\3", text)

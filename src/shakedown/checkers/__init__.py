@@ -1,0 +1,37 @@
+"""Checkers: pure functions from a history (and final reads or samples) to a ``Result`` that is
+valid, invalid or unknown with a readable explanation. They can run offline on a stored
+history (``History.load``). ``tables_equal``/``table_summary`` read PostgreSQL and
+``no_orphans`` reads the process table; everything else only reads its arguments."""
+
+from shakedown.checkers._bank import bank
+from shakedown.checkers._lag import replication_lag
+from shakedown.checkers._leader import single_leader
+from shakedown.checkers._orphans import ENV_TAG, no_orphans
+from shakedown.checkers._result import Result, Validity, compose
+from shakedown.checkers._set import set_full
+from shakedown.checkers._tables import (
+    DatabaseSummary,
+    HasUrl,
+    TableSummary,
+    compare_tables,
+    table_summary,
+    tables_equal,
+)
+
+__all__ = [
+    "ENV_TAG",
+    "DatabaseSummary",
+    "HasUrl",
+    "Result",
+    "TableSummary",
+    "Validity",
+    "bank",
+    "compare_tables",
+    "compose",
+    "no_orphans",
+    "replication_lag",
+    "set_full",
+    "single_leader",
+    "table_summary",
+    "tables_equal",
+]

@@ -1,0 +1,363 @@
+"""Environments: bring a topology up (independent services in parallel, each after what it
+depends on is ready), hand out service handles, keep a state file so other processes (the CLI)
+can address it by name, and take it down leaving nothing behind. The process that brings an
+environment up owns it; a watchdog reaps it if the owner dies, unless it was detached."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .errors import EnvironmentStateError, ShakedownError, did_you_mean
+from .process import (
+    EnvRecord,
+    PortAllocator,
+    current_owner,
+    disk_data_root,
+    kill_tagged,
+    reap,
+    remove_tree,
+    runtime_root,
+    service_user,
+    start_watchdog,
+    tagged_processes,
+    tmpfs_has_room,
+)
+from .services import Service, ServiceContext, create_service
+from .topology import DEFAULT_FILE, Topology, load_topology
+from .topology._models import TopologyModel
+
+Observer = Callable[[str, str, float | None], None]
+"""Called with (service, event, seconds) for events: starting, ready, failed, stopped."""
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float  # wall clock
+    service: str
+    event: str
+    seconds: float | None = None
+
+
+class _DependencyFailed(Exception):
+    pass
+
+
+class Environment:
+    """A running (or runnable) topology. Use as a context manager, or ``up()`` / ``down()``."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        name: str | None = None,
+        *,
+        state_root: Path | None = None,
+        detach: bool = False,
+        observer: Observer | None = None,
+    ) -> None:
+        self.topology = topology
+        self.name = name or "default"
+        self.state_root = Path(state_root) if state_root else topology.base_dir / ".shakedown"
+        self.detach = detach
+        self.observer = observer
+        self.env_id = ""
+        self.data_dir = Path()
+        self.services: dict[str, Service] = {}
+        self.events: list[Event] = []
+        self.started_at: float | None = None
+        self._watchdog: Any = None
+        self._watchdog_fd: int | None = None
+        self._ports: PortAllocator | None = None
+        self._cancelled = threading.Event()
+        self._owned = False
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_file(
+        cls, path: str | Path | Sequence[str | Path] = DEFAULT_FILE, name: str | None = None,
+        **kwargs: Any,
+    ) -> Environment:
+        return cls(load_topology(path), name, **kwargs)
+
+    @classmethod
+    def attach(cls, name: str | None = None, state_root: str | Path = ".shakedown") -> Environment:
+        """The environment NAME that another process brought up, read from its state file."""
+        name = name or "default"
+        state_file = Path(state_root) / "envs" / name / "state.json"
+        if not state_file.exists():
+            known = sorted(p.name for p in (Path(state_root) / "envs").glob("*")
+                           if (p / "state.json").exists())
+            raise EnvironmentStateError(
+                f"no environment named {name!r}{did_you_mean(name, known)}",
+                checked=[str(state_file.resolve())],
+                fix=["start it: shakedown up" + (f" --name {name}" if name != "default" else ""),
+                     f"environments here: {', '.join(known) or 'none'}",
+                     "or run the command from the directory of its shakedown.toml"],
+            )
+        return cls._from_state(json.loads(state_file.read_text()), Path(state_root))
+
+    @classmethod
+    def _from_state(cls, state: dict[str, Any], state_root: Path) -> Environment:
+        model = TopologyModel.model_validate(state["topology"])
+        topology = Topology(model=model, paths=tuple(Path(p) for p in state["topology_paths"]))
+        env = cls(topology, state["name"], state_root=state_root, detach=state["detached"])
+        env.env_id = state["env_id"]
+        env.data_dir = Path(state["data_dir"])
+        env.started_at = state.get("started_at")
+        env._ports = PortAllocator(runtime_root(), env.env_id)
+        env._build_services({n: s["ports"] for n, s in state["services"].items()})
+        for service_name, service_state in state["services"].items():
+            env.services[service_name].restore_state(service_state)
+        return env
+
+    # -- access ----------------------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return self.state_root / "envs" / self.name
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    def __getitem__(self, name: str) -> Service:
+        try:
+            return self.services[name]
+        except KeyError:
+            raise KeyError(
+                f"no service named {name!r}{did_you_mean(name, self.services)}; "
+                f"services: {', '.join(self.services)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.services)
+
+    def __enter__(self) -> Environment:
+        if not self.services:
+            self.up()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.down()
+
+    def measurements(self) -> dict[str, float]:
+        """``SERVICE.ready``: seconds from the start of a service to its readiness."""
+        return {f"{e.service}.ready": e.seconds for e in self.events
+                if e.event == "ready" and e.seconds is not None}
+
+    # -- up ----------------------------------------------------------------------------------
+    def up(self) -> Environment:
+        """Start every service; on any failure stop what started and raise the first error."""
+        root = runtime_root()
+        reap(root)  # environments whose owner died since the last run
+        self._refuse_if_running()
+        self.env_id = f"{self.name}-{secrets.token_hex(4)}"
+        self.data_dir = self._choose_data_dir(root)
+        self.started_at = time.time()
+        self._cancelled.clear()
+        self._register(root)
+        self._owned = True
+        try:
+            self._ports = PortAllocator(root, self.env_id)
+            self._build_services(self._allocate_ports())
+            self._start_all()
+            self.save_state()
+        except BaseException:
+            self._cancelled.set()
+            self._teardown(keep=False)
+            raise
+        return self
+
+    def _refuse_if_running(self) -> None:
+        state_file = self.state_dir / "state.json"
+        if not state_file.exists():
+            return
+        try:
+            state = json.loads(state_file.read_text())
+        except ValueError:
+            state = {}
+        old_id = state.get("env_id", "")
+        if old_id and tagged_processes(old_id):
+            raise EnvironmentStateError(
+                f"environment {self.name!r} is already running (id {old_id})",
+                checked=[f"{state_file}", f"processes tagged {old_id} are alive"],
+                fix=[f"take it down first: shakedown down --name {self.name}",
+                     "or start this one under another name: --name OTHER"],
+            )
+        # Stopped or kept earlier: its leftovers make room for the new one.
+        if state.get("data_dir"):
+            remove_tree(Path(state["data_dir"]))
+        remove_tree(self.state_dir)
+
+    def _choose_data_dir(self, root: Path) -> Path:
+        wanted = self.topology.model.environment.tmpfs
+        on_tmpfs = wanted is True or (wanted == "auto" and tmpfs_has_room())
+        if on_tmpfs and os.environ.get("SHAKEDOWN_RUNTIME_DIR") is None:
+            return root / self.env_id / "data"
+        return (root if on_tmpfs else disk_data_root()) / self.env_id / "data"
+
+    def _register(self, root: Path) -> None:
+        pid, started = current_owner()
+        record = EnvRecord(env_id=self.env_id, name=self.name,
+                           state_dir=str(self.state_dir.resolve()), data_dir=str(self.data_dir),
+                           owner_pid=pid, owner_started=started, detached=self.detach)
+        record_path = record.save(root)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o755)
+        if not self.detach:
+            self._watchdog, self._watchdog_fd = start_watchdog(record_path)
+
+    def _allocate_ports(self) -> dict[str, list[int]]:
+        assert self._ports is not None
+        ports: dict[str, list[int]] = {}
+        for name, spec in self.topology.services.items():
+            from .services import SERVICE_CLASSES
+
+            count = SERVICE_CLASSES[spec.kind].port_count
+            first = [self._ports.claim(spec.port, name)] if spec.port else []
+            ports[name] = first + [self._ports.allocate() for _ in range(count - len(first))]
+        return ports
+
+    def _build_services(self, ports: Mapping[str, list[int]]) -> None:
+        run_as = service_user()
+        for name, spec in self.topology.services.items():
+            ctx = ServiceContext(
+                env_id=self.env_id, name=name, topology=self.topology,
+                data_dir=self.data_dir / name, log_dir=self.log_dir, ports=list(ports[name]),
+                run_as=run_as if spec.kind != "process" else None,
+                peer=self.__getitem__, peer_exports=self._exports_for(name),
+            )
+            self.services[name] = create_service(spec, ctx)
+
+    def _exports_for(self, consumer: str) -> Callable[[str], Mapping[str, str]]:
+        def exports(name: str) -> Mapping[str, str]:
+            return self.services[name].exports()
+
+        return exports
+
+    def _start_all(self) -> None:
+        deps = {name: self.topology.dependencies(name) for name in self.services}
+        errors = _run_graph(self.topology.start_order(), deps, self._start_one)
+        if errors:
+            raise errors[0]
+
+    def _start_one(self, name: str) -> None:
+        service = self.services[name]
+        if self._cancelled.is_set():
+            raise _DependencyFailed(name)
+        began = time.monotonic()
+        self._emit(name, "starting", None)
+        try:
+            service.prepare()
+            service.start()
+            if self._cancelled.is_set():
+                service.stop()
+                raise _DependencyFailed(name)
+            service.wait_ready()
+            service.after_first_ready()
+            service.initialized = True
+        except BaseException:
+            self._emit(name, "failed", time.monotonic() - began)
+            raise
+        self._emit(name, "ready", time.monotonic() - began)
+
+    def _emit(self, service: str, event: str, seconds: float | None) -> None:
+        self.events.append(Event(time.time(), service, event, seconds))
+        if self.observer is not None:
+            self.observer(service, event, seconds)
+
+    # -- state -------------------------------------------------------------------------------
+    def save_state(self) -> None:
+        state = {
+            "env_id": self.env_id,
+            "name": self.name,
+            "detached": self.detach,
+            "owner_pid": os.getpid(),
+            "started_at": self.started_at,
+            "data_dir": str(self.data_dir),
+            "topology_paths": [str(p) for p in self.topology.paths],
+            "topology_digest": self.topology.digest(),
+            "topology": self.topology.model.model_dump(mode="json", by_alias=True),
+            "services": {name: s.to_state() for name, s in self.services.items()},
+            "measurements": self.measurements(),
+        }
+        path = self.state_dir / "state.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, path)
+
+    # -- down --------------------------------------------------------------------------------
+    def down(self, keep: bool = False) -> None:
+        """Stop every service (dependents first), then remove data and state unless ``keep``."""
+        self._teardown(keep=keep)
+
+    def _teardown(self, keep: bool) -> None:
+        if not self.env_id:
+            return
+        self._stop_services()
+        kill_tagged(self.env_id)  # whatever escaped its process group
+        if keep:
+            self.save_state()
+        else:
+            remove_tree(self.data_dir.parent if self.data_dir.name == "data" else self.data_dir)
+            remove_tree(self.state_dir)
+        root = runtime_root()
+        if self._ports is not None:
+            self._ports.release_all()
+        remove_tree(root / self.env_id)
+        self._stop_watchdog()
+        for name in self.services:
+            self._emit(name, "stopped", None)
+
+    def _stop_services(self) -> None:
+        dependents: dict[str, set[str]] = {name: set() for name in self.services}
+        for name in self.services:
+            for dep in self.topology.dependencies(name):
+                dependents[dep].add(name)
+        order = list(reversed(self.topology.start_order()))
+        errors = _run_graph(order, dependents, lambda name: self.services[name].stop())
+        if errors and not isinstance(errors[0], ShakedownError):
+            raise errors[0]
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog_fd is not None:
+            os.close(self._watchdog_fd)
+            self._watchdog_fd = None
+        if self._watchdog is not None:
+            try:
+                self._watchdog.wait(timeout=5)
+            except Exception:
+                self._watchdog.kill()
+            self._watchdog = None
+
+
+def _run_graph(
+    order: Sequence[str], deps: Mapping[str, set[str]], work: Callable[[str], None]
+) -> list[BaseException]:
+    """Run ``work(name)`` for every name, each after its deps succeeded, independent ones in
+    parallel. Returns the errors, the root causes first (a name whose dependency failed is not
+    run and does not hide the cause)."""
+    futures: dict[str, Future[None]] = {}
+
+    def run(name: str) -> None:
+        for dep in deps.get(name, ()):
+            if dep in futures and futures[dep].exception() is not None:
+                raise _DependencyFailed(dep)
+        work(name)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(order))) as pool:
+        for name in order:
+            futures[name] = pool.submit(run, name)
+    errors = [f.exception() for f in futures.values() if f.exception() is not None]
+    real = [e for e in errors if e is not None and not isinstance(e, _DependencyFailed)]
+    return real or [e for e in errors if e is not None]

@@ -1,0 +1,68 @@
+"""Processes on this machine: spawning as the service user in tagged process groups, log
+capture, readiness waits, port allocation safe across concurrent runs, environment records,
+the reaper and the owner watchdog."""
+
+from ._paths import TAG_VARIABLE, cache_root, disk_data_root, runtime_root, tmpfs_has_room
+from ._ports import PortAllocator, port_is_free
+from ._ready import (
+    NotReady,
+    Probe,
+    command_probe,
+    http_probe,
+    log_probe,
+    tcp_probe,
+    wait_ready,
+)
+from ._reaper import ReapReport, kill_tagged, reap, reap_env, tagged_processes
+from ._records import EnvRecord, all_records, current_owner, remove_tree
+from ._spawn import (
+    Spawned,
+    group_members,
+    kill_group,
+    log_tail,
+    pid_alive,
+    signal_group,
+    spawn,
+    stop_group,
+    wait_group_gone,
+)
+from ._users import RunAs, service_user
+from ._watchdog import start_watchdog
+
+__all__ = [
+    "TAG_VARIABLE",
+    "EnvRecord",
+    "NotReady",
+    "PortAllocator",
+    "Probe",
+    "ReapReport",
+    "RunAs",
+    "Spawned",
+    "all_records",
+    "cache_root",
+    "command_probe",
+    "current_owner",
+    "disk_data_root",
+    "group_members",
+    "http_probe",
+    "kill_group",
+    "kill_tagged",
+    "log_probe",
+    "log_tail",
+    "pid_alive",
+    "port_is_free",
+    "reap",
+    "reap_env",
+    "remove_tree",
+    "runtime_root",
+    "service_user",
+    "signal_group",
+    "spawn",
+    "start_watchdog",
+    "stop_group",
+    "tagged_processes",
+    "tcp_probe",
+    "tmpfs_has_room",
+    "wait_group_gone",
+    "wait_ready",
+]

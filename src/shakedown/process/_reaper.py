@@ -1,0 +1,129 @@
+"""The reaper: stops every process that carries an environment's tag and removes its data,
+state and port locks. It runs from ``shakedown reap``, at every ``up`` (for environments whose
+owner died), and from the watchdog the moment an owner dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._paths import TAG_VARIABLE
+from ._records import EnvRecord, all_records, remove_tree
+from ._spawn import Spawned, kill_group
+
+_TAG = TAG_VARIABLE.encode() + b"="
+
+
+@dataclass
+class ReapReport:
+    environments: list[str] = field(default_factory=list)
+    killed: list[int] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def tagged_processes(env_id: str | None = None) -> dict[int, str]:
+    """pid → environment id of every live process that carries the tag (of ``env_id`` only,
+    when given). Reads /proc/PID/environ, which root can read for every process."""
+    found: dict[int, str] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as handle:
+                data = handle.read()
+        except OSError:
+            continue
+        for item in data.split(b"\0"):
+            if item.startswith(_TAG):
+                tag = item[len(_TAG):].decode(errors="replace")
+                if env_id is None or tag == env_id:
+                    found[int(entry.name)] = tag
+                break
+    found.pop(os.getpid(), None)  # never the process doing the reaping
+    return {pid: tag for pid, tag in found.items() if group_members_has(pid)}
+
+
+def group_members_has(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+def kill_tagged(env_id: str) -> list[int]:
+    """SIGKILL the process groups of every process tagged ``env_id``; return the pids."""
+    pids = list(tagged_processes(env_id))
+    groups = set()
+    for pid in pids:
+        try:
+            groups.add(os.getpgid(pid))
+        except ProcessLookupError:
+            continue
+    groups.discard(os.getpgid(0))  # never our own group
+    for pgid in groups:
+        kill_group(Spawned(role="reaped", pid=pgid, pgid=pgid, log_path=Path("/dev/null")))
+    for pid in pids:  # a tagged process that left its group
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def reap_env(record: EnvRecord, root: Path, report: ReapReport | None = None) -> ReapReport:
+    """Stop everything of one environment and remove its directories and port locks."""
+    report = report or ReapReport()
+    report.environments.append(f"{record.name} ({record.env_id})")
+    report.killed.extend(kill_tagged(record.env_id))
+    _remove_state_dir(record, report)
+    for path in (Path(record.data_dir), root / record.env_id):
+        if path.exists():
+            remove_tree(path)
+            report.removed.append(str(path))
+    _release_ports(root, record.env_id)
+    return report
+
+
+def _remove_state_dir(record: EnvRecord, report: ReapReport) -> None:
+    state_dir = Path(record.state_dir)
+    state_file = state_dir / "state.json"
+    # Only if the state dir still belongs to this environment (a new one may reuse the name).
+    if state_file.exists() and record.env_id not in state_file.read_text(errors="replace"):
+        return
+    if state_dir.exists():
+        remove_tree(state_dir)
+        report.removed.append(str(state_dir))
+
+
+def _release_ports(root: Path, env_id: str) -> None:
+    lock_dir = root / "ports"
+    if not lock_dir.is_dir():
+        return
+    for lock in lock_dir.iterdir():
+        try:
+            if lock.read_text().strip() == env_id:
+                lock.unlink(missing_ok=True)
+        except FileNotFoundError:
+            continue
+
+
+def reap(root: Path, *, include_detached: bool = False) -> ReapReport:
+    """Reap environments whose owner is dead, and tagged processes that belong to none."""
+    report = ReapReport()
+    known: set[str] = set()
+    for _, record in all_records(root):
+        known.add(record.env_id)
+        if record.detached and not include_detached:
+            continue
+        if record.detached or not record.owner_alive():
+            reap_env(record, root, report)
+    strays = {tag for tag in tagged_processes().values() if tag not in known}
+    for tag in sorted(strays):
+        report.environments.append(f"(no record) {tag}")
+        report.killed.extend(kill_tagged(tag))
+        _release_ports(root, tag)
+    return report

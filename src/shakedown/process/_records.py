@@ -1,0 +1,67 @@
+"""Environment records: ``RUNTIME_ROOT/ENV_ID/env.json`` says who owns an environment, where its
+state and data live, and whether it was detached. The reaper reads nothing else, so a record
+written before the first process is spawned is enough to clean up after any crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+
+@dataclass
+class EnvRecord:
+    env_id: str
+    name: str
+    state_dir: str
+    data_dir: str
+    owner_pid: int
+    owner_started: float
+    detached: bool = False
+    created: float = field(default_factory=time.time)
+
+    def save(self, root: Path) -> Path:
+        directory = root / self.env_id
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "env.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> EnvRecord:
+        return cls(**json.loads(path.read_text()))
+
+    def owner_alive(self) -> bool:
+        try:
+            owner = psutil.Process(self.owner_pid)
+            return abs(owner.create_time() - self.owner_started) < 1.0 and owner.status() not in (
+                psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+
+def current_owner() -> tuple[int, float]:
+    """pid and start time of this process, which identify it even after pid reuse."""
+    me = psutil.Process()
+    return me.pid, me.create_time()
+
+
+def all_records(root: Path) -> list[tuple[Path, EnvRecord]]:
+    records = []
+    for path in sorted(root.glob("*/env.json")):
+        try:
+            records.append((path, EnvRecord.load(path)))
+        except (OSError, ValueError, TypeError):
+            continue  # being written or torn: the next reap sees it whole
+    return records
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,171 @@
+"""Spawning processes and acting on their process groups. Every process starts a new session
+(so it is the leader of its own process group and a terminal's Ctrl-C does not reach it first),
+carries the environment tag, runs as the service user when asked, and writes stdout and stderr
+to its log file. Stop, kill, pause and resume act on the whole group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._paths import TAG_VARIABLE
+from ._users import RunAs
+
+# What a server needs from the environment; the rest of the caller's environment is not passed
+# to servers, so that a developer's PG* or REDIS* variables cannot change how they start.
+_SERVER_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+@dataclass
+class Spawned:
+    """One spawned process: pid, process group and log; ``popen`` only in the spawning process."""
+
+    role: str
+    pid: int
+    pgid: int
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"role": self.role, "pid": self.pid, "pgid": self.pgid, "log": str(self.log_path)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Spawned:
+        return cls(role=str(data["role"]), pid=int(str(data["pid"])),
+                   pgid=int(str(data["pgid"])), log_path=Path(str(data["log"])))
+
+    def alive(self) -> bool:
+        if self.popen is not None and self.popen.poll() is not None:
+            return False
+        return pid_alive(self.pid)
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll() if self.popen is not None else None
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    role: str,
+    log_path: Path,
+    env_id: str,
+    env: Mapping[str, str] | None = None,
+    inherit_env: bool = False,
+    cwd: Path | None = None,
+    run_as: RunAs | None = None,
+) -> Spawned:
+    """Start ``argv`` in a new session with the environment tag; output goes to ``log_path``."""
+    base = dict(os.environ) if inherit_env else {
+        k: v for k, v in os.environ.items() if k in _SERVER_ENV_KEYS
+    }
+    base.setdefault("LANG", "C.UTF-8")
+    full_env = {**base, **(env or {}), TAG_VARIABLE: env_id}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+            user=run_as.uid if run_as else None,
+            group=run_as.gid if run_as else None,
+            extra_groups=[] if run_as else None,
+        )
+    return Spawned(role=role, pid=popen.pid, pgid=popen.pid, log_path=log_path, popen=popen)
+
+
+def pid_alive(pid: int) -> bool:
+    """True when ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) pids whose process group is ``pgid``."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            members.append(int(entry.name))
+    return members
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to the group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_group_gone(proc: Spawned, timeout: float) -> bool:
+    """Wait until no live member of the process group is left; True if it is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.popen is not None:
+            proc.popen.poll()  # reap our own child so it does not linger as a zombie
+        if not group_members(proc.pgid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+
+
+def stop_group(proc: Spawned, sig: int = signal.SIGTERM, timeout: float = 10.0) -> bool:
+    """Ask the group to stop with ``sig``, then SIGKILL it after ``timeout``.
+
+    Returns True when it stopped gracefully, False when it had to be killed.
+    """
+    if not signal_group(proc.pgid, sig):
+        wait_group_gone(proc, 0)
+        return True
+    signal_group(proc.pgid, signal.SIGCONT)  # a paused server cannot handle the signal
+    if wait_group_gone(proc, timeout):
+        return True
+    kill_group(proc)
+    return False
+
+
+def kill_group(proc: Spawned, timeout: float = 10.0) -> None:
+    """SIGKILL every process of the group and wait until they are gone."""
+    signal_group(proc.pgid, signal.SIGKILL)
+    if not wait_group_gone(proc, timeout):
+        for pid in group_members(proc.pgid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_group_gone(proc, 1.0)
+
+
+def log_tail(path: Path, lines: int = 50) -> str:
+    """The last ``lines`` lines of a log file ('' when it does not exist)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            data = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])

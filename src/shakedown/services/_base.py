@@ -1,0 +1,217 @@
+"""The service base: what every kind exposes (host, port, url, log, pids, exports) and the
+lifecycle the environment drives (prepare once, start, wait until ready, stop). Kinds that run
+processes get kill / pause / resume / restart from ``ProcessService``; capabilities are
+protocols (``Killable``, ``Pausable``) so that faults can ask a service what it supports."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from ..errors import FaultError
+from ..process import (
+    RunAs,
+    Spawned,
+    kill_group,
+    log_tail,
+    signal_group,
+    stop_group,
+)
+from ..topology import ServiceSpec, Topology
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class ServiceContext:
+    """What the environment gives a service: its directories, ports, user and peers.
+
+    ``peer_exports(name)`` returns another service's attributes *as seen by this service*
+    (a link's proxy address instead of the real one, once links exist).
+    """
+
+    env_id: str
+    name: str
+    topology: Topology
+    data_dir: Path
+    log_dir: Path
+    ports: list[int]
+    run_as: RunAs | None
+    peer: Callable[[str], Service]
+    peer_exports: Callable[[str], Mapping[str, str]]
+
+
+class Service:
+    """Base of every service kind. Subclasses set ``kind`` and implement the hooks."""
+
+    kind: ClassVar[str]
+    port_count: ClassVar[int] = 1
+
+    def __init__(self, spec: ServiceSpec, ctx: ServiceContext) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.processes: list[Spawned] = []
+        self.initialized = False  # first start done (data created, init run)
+        self.ready_seconds: float | None = None
+        self._lock = threading.RLock()
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.ctx.name
+
+    @property
+    def host(self) -> str:
+        return LOOPBACK
+
+    @property
+    def port(self) -> int:
+        return self.ctx.ports[0]
+
+    @property
+    def url(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    def exports(self) -> dict[str, str]:
+        """Attributes other services may reference as ``{name.attr}``."""
+        return {"host": self.host, "port": str(self.port), "url": self.url}
+
+    @property
+    def log_path(self) -> Path:
+        return self.ctx.log_dir / f"{self.name}.log"
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.alive()]
+
+    def log_tail(self, lines: int = 50) -> str:
+        return log_tail(self.log_path, lines)
+
+    def version(self) -> str | None:
+        """The server's version string, for reports; None when not applicable."""
+        return None
+
+    # -- lifecycle hooks -------------------------------------------------------------------
+    def prepare(self) -> None:
+        """First-time setup before the first start (data directory, config files)."""
+
+    def start(self) -> None:
+        """Spawn the processes; return without waiting for readiness."""
+        raise NotImplementedError
+
+    def wait_ready(self) -> None:
+        """Block until the service answers at protocol level, or raise ServiceStartError."""
+        raise NotImplementedError
+
+    def after_first_ready(self) -> None:
+        """Work done once, the first time the service is ready (passwords, databases, init)."""
+
+    def stop(self) -> None:
+        """Stop gracefully, then kill after ``stop_timeout``."""
+
+    # -- persistence -----------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "ports": self.ctx.ports,
+            "processes": [p.to_dict() for p in self.processes],
+            "initialized": self.initialized,
+            "ready_seconds": self.ready_seconds,
+            **self.extra_state(),
+        }
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        self.processes = [Spawned.from_dict(p) for p in state.get("processes", [])]
+        self.initialized = bool(state.get("initialized"))
+        self.ready_seconds = state.get("ready_seconds")
+
+    def status(self) -> str:
+        """'running', 'stopped', 'paused' or 'partial' (some processes gone)."""
+        if not self.processes:
+            return "stopped"
+        alive = [p for p in self.processes if p.alive()]
+        if not alive:
+            return "stopped"
+        if any(_is_stopped(p.pid) for p in alive):
+            return "paused"
+        return "running" if len(alive) == len(self.processes) else "partial"
+
+
+@runtime_checkable
+class Killable(Protocol):
+    def kill(self, role: str | None = None) -> None: ...
+    def restart(self) -> None: ...
+
+
+@runtime_checkable
+class Pausable(Protocol):
+    def pause(self, role: str | None = None) -> None: ...
+    def resume(self, role: str | None = None) -> None: ...
+
+
+class ProcessService(Service):
+    """A service made of local processes: stop, kill, pause, resume, start and restart act on
+    their process groups; restart keeps the port and the data."""
+
+    stop_signal: ClassVar[int] = signal.SIGTERM
+
+    def stop(self) -> None:
+        with self._lock:
+            for proc in reversed(self.processes):
+                stop_group(proc, self.stop_signal, self.spec.stop_timeout)
+
+    def kill(self, role: str | None = None) -> None:
+        for proc in self._select(role):
+            kill_group(proc)
+
+    def pause(self, role: str | None = None) -> None:
+        for proc in self._select(role):
+            signal_group(proc.pgid, signal.SIGSTOP)
+
+    def resume(self, role: str | None = None) -> None:
+        for proc in self._select(role):
+            signal_group(proc.pgid, signal.SIGCONT)
+
+    def start_again(self) -> None:
+        """Start after a stop or kill, and wait until ready again."""
+        with self._lock:
+            if any(p.alive() for p in self.processes):
+                return
+            self.processes = []
+            self.start()
+        self.wait_ready()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start_again()
+
+    def roles(self) -> list[str]:
+        return [p.role for p in self.processes]
+
+    def _select(self, role: str | None) -> list[Spawned]:
+        if role is None:
+            return list(self.processes)
+        chosen = [p for p in self.processes if p.role == role]
+        if not chosen:
+            raise FaultError(
+                f"service {self.name!r} has no process {role!r}",
+                checked=[f"processes of {self.name}: {', '.join(self.roles()) or 'none'}"],
+                fix=["name one of the processes listed, or none for all of them"],
+            )
+        return chosen
+
+
+def _is_stopped(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] == b"T"

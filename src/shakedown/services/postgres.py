@@ -1,0 +1,273 @@
+"""The ``postgres`` kind: a PostgreSQL server started directly (not through ``pg_ctl -w``,
+which polls every 100 ms) from a copy of the cached initdb template, with test-friendly
+settings unless ``durable = true``. A ``replica_of`` service is a streaming replica: it is
+also a copy of the template (same system identifier as its primary, so no base backup is
+needed) that streams the primary's WAL from a replication slot, and it is ready only when it
+is in recovery and has replayed the primary's current LSN."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+from typing import Any, ClassVar
+
+import psycopg
+from psycopg import sql
+
+from ..errors import ServiceStartError
+from ..process import NotReady, spawn, wait_ready
+from ..topology import PostgresSpec
+from ._base import ProcessService
+from ._pgbin import PgBinaries, Template, ensure_template, find_binaries
+
+SUPERUSER = "postgres"
+FAST_SETTINGS: dict[str, str] = {
+    "fsync": "off",
+    "full_page_writes": "off",
+    "synchronous_commit": "off",
+    "shared_buffers": "16MB",
+}
+BASE_SETTINGS: dict[str, str] = {
+    "listen_addresses": "'127.0.0.1'",
+    "unix_socket_directories": "''",  # TCP on loopback only; no socket path-length trouble
+    "logging_collector": "off",
+    "log_line_prefix": "'%m [%p] '",
+    "wal_retrieve_retry_interval": "'50ms'",  # its 5 s default delays replicas' first stream
+    "wal_keep_size": "'64MB'",
+    "max_wal_senders": "10",
+    "max_replication_slots": "10",
+    "hot_standby": "on",
+    "dynamic_shared_memory_type": "posix",
+}
+
+
+class PostgresService(ProcessService):
+    kind: ClassVar[str] = "postgres"
+    stop_signal: ClassVar[int] = signal.SIGINT  # "fast" shutdown: SIGTERM waits for clients
+    spec: PostgresSpec
+
+    def __init__(self, spec: PostgresSpec, ctx: Any) -> None:
+        super().__init__(spec, ctx)
+        self.password = secrets.token_urlsafe(18)
+        self._binaries: PgBinaries | None = None
+        self._template: Template | None = None
+
+    # -- addresses ---------------------------------------------------------------------------
+    @property
+    def database(self) -> str:
+        if self.spec.databases:
+            return self.spec.databases[0]
+        if self.primary is not None:
+            return self.primary.database
+        return "postgres"
+
+    @property
+    def primary(self) -> PostgresService | None:
+        if self.spec.replica_of is None:
+            return None
+        peer = self.ctx.peer(self.spec.replica_of)
+        assert isinstance(peer, PostgresService)
+        return peer
+
+    @property
+    def effective_password(self) -> str:
+        """A replica's roles are its primary's: it has the primary's password."""
+        return self.primary.password if self.primary is not None else self.password
+
+    @property
+    def url(self) -> str:
+        return self.url_for(self.database)
+
+    def url_for(self, database: str, *, host: str | None = None, port: int | None = None) -> str:
+        return (f"postgresql://{SUPERUSER}:{self.effective_password}@{host or self.host}:"
+                f"{port or self.port}/{database}")
+
+    @property
+    def dsn(self) -> str:
+        return (f"host={self.host} port={self.port} user={SUPERUSER} "
+                f"password={self.effective_password} dbname={self.database}")
+
+    def exports(self) -> dict[str, str]:
+        return {**super().exports(), "user": SUPERUSER, "password": self.effective_password,
+                "database": self.database, "dsn": self.dsn}
+
+    @property
+    def pgdata(self) -> Any:
+        return self.ctx.data_dir / "pgdata"
+
+    @property
+    def binaries(self) -> PgBinaries:
+        if self._binaries is None:
+            bin_dir = self.spec.bin_dir or (self.primary.spec.bin_dir if self.primary else None)
+            self._binaries = find_binaries(bin_dir)
+        return self._binaries
+
+    def version(self) -> str:
+        return f"PostgreSQL {self.binaries.version}"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        options = self.primary.spec.initdb_options if self.primary else self.spec.initdb_options
+        self._template = ensure_template(self.binaries, options, self.ctx.run_as)
+        shutil.copytree(self._template.data_dir, self.pgdata, symlinks=True)
+        self.pgdata.chmod(0o700)
+        self._write_settings()
+        if self.primary is not None:
+            self._configure_standby(self.primary)
+        if self.ctx.run_as:
+            self.ctx.run_as.chown_tree(self.ctx.data_dir)
+
+    def _settings(self) -> dict[str, str]:
+        settings = dict(BASE_SETTINGS)
+        if not self.spec.durable:
+            settings.update(FAST_SETTINGS)
+        if self.primary is not None:
+            settings.update(_quoted(self.primary.spec.settings))
+        settings.update(_quoted(self.spec.settings))
+        settings["port"] = str(self.port)
+        return settings
+
+    def _write_settings(self) -> None:
+        lines = [f"{key} = {value}" for key, value in self._settings().items()]
+        with (self.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write("\n# written by shakedown\n" + "\n".join(lines) + "\n")
+
+    def _configure_standby(self, primary: PostgresService) -> None:
+        (self.pgdata / "standby.signal").touch()
+        conninfo = (f"host={primary.host} port={primary.port} user={SUPERUSER} "
+                    f"password={primary.password} application_name={self.name}")
+        # The primary may sit behind a link: connect where this service sees it.
+        seen = self.ctx.peer_exports(primary.name)
+        conninfo = conninfo.replace(f"host={primary.host} port={primary.port}",
+                                    f"host={seen['host']} port={seen['port']}")
+        with (self.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write(f"primary_conninfo = '{conninfo}'\n")
+            conf.write(f"primary_slot_name = '{slot_name(self.name)}'\n")
+
+    def start(self) -> None:
+        proc = spawn([self.binaries.tool("postgres"), "-D", str(self.pgdata)], role="postgres",
+                     log_path=self.log_path, env_id=self.ctx.env_id, run_as=self.ctx.run_as)
+        self.processes = [proc]
+
+    def wait_ready(self) -> None:
+        if self.primary is not None:
+            self.ready_seconds = self._wait_replica(self.primary)
+            return
+        check = f"SELECT 1 as {SUPERUSER} on {self.host}:{self.port}"
+        self.ready_seconds = wait_ready(self._probe, service=self.name, check=check,
+                                        timeout=self.spec.ready_timeout, watch=self.processes,
+                                        interval=0.002, max_interval=0.02)
+
+    def _passwords(self) -> list[str]:
+        if self._template is None:
+            return [self.effective_password]
+        bootstrap = self._template.bootstrap_password
+        if not self.initialized and self.primary is None:
+            return [bootstrap, self.effective_password]  # first start: not yet replaced
+        return [self.effective_password, bootstrap]
+
+    def connect(self, database: str | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A new connection as the superuser (autocommit)."""
+        last: Exception | None = None
+        for password in self._passwords():
+            try:
+                return psycopg.connect(host=self.host, port=self.port, user=SUPERUSER,
+                                       password=password, dbname=database or "postgres",
+                                       autocommit=True, connect_timeout=2, **kwargs)
+            except psycopg.OperationalError as exc:
+                last = exc
+                if "password authentication failed" not in str(exc):
+                    raise
+        assert last is not None
+        raise last
+
+    def _probe(self) -> bool:
+        with self.connect() as conn:
+            conn.execute("SELECT 1")
+        return True
+
+    def _wait_replica(self, primary: PostgresService) -> float:
+        with primary.connect() as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        target = row[0] if row else "0/0"
+
+        def caught_up() -> bool:
+            with self.connect() as conn:
+                row = conn.execute(
+                    "SELECT pg_is_in_recovery(), "
+                    "pg_last_wal_replay_lsn() >= %s::pg_lsn, pg_last_wal_replay_lsn()::text",
+                    (target,)).fetchone()
+            if not row or not row[0]:
+                raise NotReady("not in recovery: this is not a standby")
+            if not row[1]:
+                raise NotReady(f"replayed {row[2]}, primary is at {target}")
+            return True
+
+        check = (f"pg_is_in_recovery() and pg_last_wal_replay_lsn() >= {target} "
+                 f"(primary {primary.name}'s LSN) on {self.host}:{self.port}")
+        return wait_ready(caught_up, service=self.name, check=check,
+                          timeout=self.spec.ready_timeout, watch=self.processes,
+                          interval=0.002, max_interval=0.02)
+
+    def after_first_ready(self) -> None:
+        if self.primary is not None:
+            self.initialized = True
+            return
+        with self.connect() as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(SUPERUSER), sql.Literal(self.password)))
+            for replica in self._replica_names():
+                conn.execute("SELECT pg_create_physical_replication_slot(%s, true)",
+                             (slot_name(replica),))
+            for database in self.spec.databases:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        self.initialized = True  # the bootstrap password no longer works from here on
+        for path in self.spec.init:
+            self._run_sql_file(str(self.ctx.topology.resolve_path(path)))
+
+    def _replica_names(self) -> list[str]:
+        return [name for name, spec in self.ctx.topology.services.items()
+                if isinstance(spec, PostgresSpec) and spec.replica_of == self.name]
+
+    def _run_sql_file(self, path: str) -> None:
+        """Run an init file with psql, so pg_dump output and COPY ... FROM stdin work too."""
+        command = [self.binaries.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                   "-h", self.host, "-p", str(self.port), "-U", SUPERUSER,
+                   "-d", self.database, "-f", path]
+        result = subprocess.run(command, capture_output=True, text=True, check=False,
+                                env={"PGPASSWORD": self.password, "PATH": "/usr/bin:/bin"})
+        if result.returncode != 0:
+            raise ServiceStartError(
+                f"service {self.name!r}: init file {path} failed",
+                checked=[f"psql -v ON_ERROR_STOP=1 -d {self.database} -f {path} "
+                         f"-> exit {result.returncode}"],
+                fix=["fix the SQL at the line psql names below",
+                     "init files run once, against the service's first database"],
+                details=(result.stderr or result.stdout)[-2000:],
+            )
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"password": self.password}
+
+    def restore_state(self, state: Any) -> None:
+        super().restore_state(state)
+        self.password = state.get("password", self.password)
+
+
+def slot_name(service: str) -> str:
+    return "shakedown_" + re.sub(r"[^a-z0-9_]", "_", service.lower())
+
+
+def _quoted(settings: Any) -> dict[str, str]:
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, bool):
+            out[key] = "on" if value else "off"
+        elif isinstance(value, int | float):
+            out[key] = str(value)
+        else:
+            out[key] = "'" + str(value).replace("'", "''") + "'"
+    return out
