@@ -2,6 +2,7 @@
 capture, readiness waits, port allocation safe across concurrent runs, environment records,
 the reaper and the owner watchdog."""
 
+from ._copy import copy_tree
 from ._paths import TAG_VARIABLE, cache_root, disk_data_root, runtime_root, tmpfs_has_room
 from ._ports import PortAllocator, port_is_free
 from ._ready import (
@@ -41,6 +42,7 @@ __all__ = [
     "all_records",
     "cache_root",
     "command_probe",
+    "copy_tree",
     "current_owner",
     "disk_data_root",
     "group_members",

@@ -10,6 +10,9 @@ from pathlib import Path
 
 TAG_VARIABLE = "SHAKEDOWN_ENV_ID"
 """Every process shakedown spawns carries this variable; its value is the environment id."""
+ROOT_VARIABLE = "SHAKEDOWN_RUNTIME_ROOT"
+"""...and this one, the runtime root of its environment record, so that a reaper looking at
+one root never touches the processes of another (a test's private root, another user's)."""
 
 _TMPFS = Path("/dev/shm")
 _TMPFS_MIN_FREE = 1 << 30  # 1 GiB: below that, data goes to disk

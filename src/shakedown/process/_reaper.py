@@ -9,11 +9,12 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._paths import TAG_VARIABLE
+from ._paths import ROOT_VARIABLE, TAG_VARIABLE
 from ._records import EnvRecord, all_records, remove_tree
 from ._spawn import Spawned, kill_group
 
 _TAG = TAG_VARIABLE.encode() + b"="
+_ROOT = ROOT_VARIABLE.encode() + b"="
 
 
 @dataclass
@@ -23,9 +24,10 @@ class ReapReport:
     removed: list[str] = field(default_factory=list)
 
 
-def tagged_processes(env_id: str | None = None) -> dict[int, str]:
+def tagged_processes(env_id: str | None = None, root: Path | None = None) -> dict[int, str]:
     """pid → environment id of every live process that carries the tag (of ``env_id`` only,
-    when given). Reads /proc/PID/environ, which root can read for every process."""
+    or of environments recorded under ``root`` only, when given). Reads /proc/PID/environ,
+    which root can read for every process."""
     found: dict[int, str] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -35,14 +37,24 @@ def tagged_processes(env_id: str | None = None) -> dict[int, str]:
                 data = handle.read()
         except OSError:
             continue
-        for item in data.split(b"\0"):
-            if item.startswith(_TAG):
-                tag = item[len(_TAG):].decode(errors="replace")
-                if env_id is None or tag == env_id:
-                    found[int(entry.name)] = tag
-                break
+        tags = _tags(data)
+        tag = tags.get(_TAG)
+        if tag is None or (env_id is not None and tag != env_id):
+            continue
+        if root is not None and tags.get(_ROOT) != str(root):
+            continue
+        found[int(entry.name)] = tag
     found.pop(os.getpid(), None)  # never the process doing the reaping
     return {pid: tag for pid, tag in found.items() if group_members_has(pid)}
+
+
+def _tags(environ: bytes) -> dict[bytes, str]:
+    tags = {}
+    for item in environ.split(b"\0"):
+        for prefix in (_TAG, _ROOT):
+            if item.startswith(prefix):
+                tags[prefix] = item[len(prefix):].decode(errors="replace")
+    return tags
 
 
 def group_members_has(pid: int) -> bool:
@@ -121,7 +133,7 @@ def reap(root: Path, *, include_detached: bool = False) -> ReapReport:
             continue
         if record.detached or not record.owner_alive():
             reap_env(record, root, report)
-    strays = {tag for tag in tagged_processes().values() if tag not in known}
+    strays = {tag for tag in tagged_processes(root=root).values() if tag not in known}
     for tag in sorted(strays):
         report.environments.append(f"(no record) {tag}")
         report.killed.extend(kill_tagged(tag))

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._paths import TAG_VARIABLE
+from ._paths import ROOT_VARIABLE, TAG_VARIABLE, runtime_root
 from ._users import RunAs
 
 # What a server needs from the environment; the rest of the caller's environment is not passed
@@ -64,7 +64,8 @@ def spawn(
         k: v for k, v in os.environ.items() if k in _SERVER_ENV_KEYS
     }
     base.setdefault("LANG", "C.UTF-8")
-    full_env = {**base, **(env or {}), TAG_VARIABLE: env_id}
+    full_env = {**base, **(env or {}), TAG_VARIABLE: env_id,
+                ROOT_VARIABLE: str(runtime_root())}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         popen = subprocess.Popen(

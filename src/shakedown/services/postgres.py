@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 from typing import Any, ClassVar
@@ -18,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import ServiceStartError
-from ..process import NotReady, spawn, wait_ready
+from ..process import NotReady, copy_tree, spawn, wait_ready
 from ..topology import PostgresSpec
 from ._base import ProcessService
 from ._pgbin import PgBinaries, Template, ensure_template, find_binaries
@@ -54,6 +53,7 @@ class PostgresService(ProcessService):
         self.password = secrets.token_urlsafe(18)
         self._binaries: PgBinaries | None = None
         self._template: Template | None = None
+        self._first_conn: psycopg.Connection[Any] | None = None
 
     # -- addresses ---------------------------------------------------------------------------
     @property
@@ -112,13 +112,14 @@ class PostgresService(ProcessService):
     def prepare(self) -> None:
         options = self.primary.spec.initdb_options if self.primary else self.spec.initdb_options
         self._template = ensure_template(self.binaries, options, self.ctx.run_as)
-        shutil.copytree(self._template.data_dir, self.pgdata, symlinks=True)
+        self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.ctx.run_as:
+            self.ctx.run_as.chown(self.ctx.data_dir)
+        copy_tree(self._template.data_dir, self.pgdata, self.ctx.run_as)
         self.pgdata.chmod(0o700)
         self._write_settings()
         if self.primary is not None:
             self._configure_standby(self.primary)
-        if self.ctx.run_as:
-            self.ctx.run_as.chown_tree(self.ctx.data_dir)
 
     def _settings(self) -> dict[str, str]:
         settings = dict(BASE_SETTINGS)
@@ -185,8 +186,16 @@ class PostgresService(ProcessService):
         raise last
 
     def _probe(self) -> bool:
-        with self.connect() as conn:
+        conn = self.connect()
+        try:
             conn.execute("SELECT 1")
+        except BaseException:
+            conn.close()
+            raise
+        if self.initialized:
+            conn.close()
+        else:
+            self._first_conn = conn  # after_first_ready goes on with it: one connect less
         return True
 
     def _wait_replica(self, primary: PostgresService) -> float:
@@ -216,7 +225,8 @@ class PostgresService(ProcessService):
         if self.primary is not None:
             self.initialized = True
             return
-        with self.connect() as conn:
+        conn, self._first_conn = self._first_conn or self.connect(), None
+        with conn:
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 sql.Identifier(SUPERUSER), sql.Literal(self.password)))
             for replica in self._replica_names():

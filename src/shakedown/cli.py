@@ -1,0 +1,268 @@
+"""The ``shakedown`` command: bring environments up and down, show their status, logs and
+URLs, check the machine (doctor) and reap leftovers. Every error is a ``ShakedownError``
+printed as what failed / what was checked / how to fix it, with a non-zero exit, never a
+traceback."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+import psutil
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from .environment import Environment
+from .errors import ShakedownError, mask_url
+from .process import log_tail, reap, runtime_root
+from .topology import DEFAULT_FILE
+
+console = Console()
+err_console = Console(stderr=True)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _friendly(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn ShakedownError into its message and exit code."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ShakedownError as exc:
+            err_console.print(f"[bold red]error:[/] {mask_url(exc.render())}", markup=True,
+                              highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def _state_root(files: Sequence[str]) -> Path:
+    base = Path(files[0]).resolve().parent if files else Path.cwd()
+    return base / ".shakedown"
+
+
+file_option = click.option("-f", "--file", "files", multiple=True, metavar="FILE",
+                           help=f"Topology file; repeat for overlays. Default: {DEFAULT_FILE}")
+name_option = click.option("--name", default="default", show_default=True,
+                           help="Environment name.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shakedown")
+def main() -> None:
+    """Real infrastructure for integration tests, on one machine, in seconds, with faults."""
+
+
+@main.command()
+@file_option
+@name_option
+@click.option("--detach", is_flag=True, help="Return once ready; the environment lives until "
+              "`shakedown down`. Without it, up stays in the foreground until Ctrl-C.")
+@_friendly
+def up(files: tuple[str, ...], name: str, detach: bool) -> None:
+    """Start every service of the topology and wait until each is ready."""
+    paths = list(files) or [DEFAULT_FILE]
+    progress = _Progress()
+    env = Environment.from_file(paths, name, detach=detach, state_root=_state_root(paths),
+                                observer=progress.update)
+    for service, spec in env.topology.services.items():
+        progress.add(service, spec.kind)
+    began = time.monotonic()
+    with Live(progress.table(), console=console, refresh_per_second=12, transient=False) as live:
+        progress.live = live
+        env.up()
+        progress.refresh()
+    console.print()
+    console.print(f"[green]ready[/] in {time.monotonic() - began:.2f}s: environment "
+                  f"[bold]{name}[/] ({env.env_id})")
+    _print_urls(env)
+    if detach:
+        console.print(f"take it down with: shakedown down --name {name}")
+        return
+    _wait_for_interrupt(env)
+
+
+def _wait_for_interrupt(env: Environment) -> None:
+    console.print("Press Ctrl-C to stop.")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    console.print("stopping...")
+    env.down()
+    console.print("[green]down[/]")
+
+
+class _Progress:
+    """A live table: each service starting → ready with its time."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[str]] = {}
+        self.live: Live | None = None
+        self._lock = threading.Lock()
+
+    def add(self, service: str, kind: str) -> None:
+        self.rows[service] = [service, kind, "waiting", ""]
+
+    def update(self, service: str, event: str, seconds: float | None) -> None:
+        colour = {"ready": "green", "failed": "red", "starting": "yellow"}.get(event, "white")
+        with self._lock:
+            row = self.rows.setdefault(service, [service, "", "", ""])
+            row[2] = f"[{colour}]{event}[/]"
+            row[3] = f"{seconds * 1000:.0f} ms" if seconds is not None else ""
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self.table())
+
+    def table(self) -> Table:
+        table = Table("service", "kind", "state", "time", box=None)
+        with self._lock:
+            for row in self.rows.values():
+                table.add_row(*row)
+        return table
+
+
+def _print_urls(env: Environment) -> None:
+    for service in env.services.values():
+        console.print(f"  {service.name:<12} {mask_url(service.url)}", highlight=False)
+
+
+@main.command()
+@file_option
+@name_option
+@click.option("--keep", is_flag=True, help="Keep data and logs (removed at the next up).")
+@_friendly
+def down(files: tuple[str, ...], name: str, keep: bool) -> None:
+    """Stop every service of the environment and remove its data."""
+    env = Environment.attach(name, _state_root(files))
+    env.down(keep=keep)
+    console.print(f"[green]down[/]: environment {name}" + (" (data and logs kept)" if keep else ""))
+
+
+@main.command()
+@file_option
+@name_option
+@_friendly
+def status(files: tuple[str, ...], name: str) -> None:
+    """Show each service: kind, state, pids, URL (password masked), uptime."""
+    env = Environment.attach(name, _state_root(files))
+    table = Table("service", "kind", "state", "pid", "url", "uptime", title=f"{name} "
+                  f"({env.env_id})")
+    for service in env.services.values():
+        pids = service.pids
+        table.add_row(service.name, service.kind, service.status(),
+                      ",".join(map(str, pids)) or "-", mask_url(service.url), _uptime(pids))
+    console.print(table)
+
+
+def _uptime(pids: list[int]) -> str:
+    if not pids:
+        return "-"
+    try:
+        seconds = time.time() - psutil.Process(pids[0]).create_time()
+    except psutil.Error:
+        return "-"
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
+
+
+@main.command()
+@click.argument("service")
+@file_option
+@name_option
+@click.option("--follow", "-F", is_flag=True, help="Keep printing new lines.")
+@click.option("--lines", "-n", default=50, show_default=True, help="Lines to show.")
+@_friendly
+def logs(service: str, files: tuple[str, ...], name: str, follow: bool, lines: int) -> None:
+    """Print a service's log."""
+    env = Environment.attach(name, _state_root(files))
+    path = env[service].log_path if service in env.services else None
+    if path is None:
+        raise ShakedownError(f"no service named {service!r} in environment {name!r}",
+                             checked=[f"services: {', '.join(env.services)}"],
+                             fix=["name one of the services listed"])
+    click.echo(log_tail(path, lines))
+    if follow:
+        _follow(path)
+
+
+def _follow(path: Path) -> None:
+    with path.open("r", errors="replace") as handle:
+        handle.seek(0, 2)
+        try:
+            while True:
+                line = handle.readline()
+                if line:
+                    click.echo(line, nl=False)
+                else:
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            return
+
+
+@main.command("env")
+@file_option
+@name_option
+@_friendly
+def env_command(files: tuple[str, ...], name: str) -> None:
+    """Print `export NAME_URL=...` lines, for `eval "$(shakedown env)"`."""
+    env = Environment.attach(name, _state_root(files))
+    for service in env.services.values():
+        variable = service.name.upper().replace("-", "_") + "_URL"
+        click.echo(f"export {variable}={shlex.quote(service.url)}")
+
+
+@main.command()
+@click.option("--all", "include_detached", is_flag=True,
+              help="Also reap detached environments (they live until down otherwise).")
+@_friendly
+def reap_command(include_detached: bool) -> None:
+    """Stop processes and remove data of environments whose owner died."""
+    report = reap(runtime_root(), include_detached=include_detached)
+    if not report.environments:
+        console.print("nothing to reap")
+        return
+    for env_name in report.environments:
+        console.print(f"reaped {env_name}")
+    console.print(f"killed {len(report.killed)} processes, removed {len(report.removed)} "
+                  "directories")
+
+
+reap_command.name = "reap"
+
+
+@main.command()
+@_friendly
+def doctor() -> None:
+    """Check which server binaries are installed, their versions, and how to install the rest."""
+    from .doctor import run_checks
+
+    table = Table("component", "status", "detail")
+    missing: list[str] = []
+    for check in run_checks():
+        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]missing[/]",
+                      check.detail)
+        if not check.ok and check.install:
+            missing.append(check.install)
+    console.print(table)
+    if missing:
+        console.print("install what is missing with:")
+        for command in dict.fromkeys(missing):
+            console.print(f"  {command}", highlight=False)
+        sys.exit(1)
+
+
+def run(argv: Sequence[str] | None = None) -> Any:
+    return main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
