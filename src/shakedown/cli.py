@@ -266,3 +266,7 @@ def doctor() -> None:
 
 def run(argv: Sequence[str] | None = None) -> Any:
     return main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import EnvironmentStateError, ShakedownError, did_you_mean
+from .errors import EnvironmentStateError, did_you_mean
 from .process import (
     EnvRecord,
     PortAllocator,
@@ -78,6 +78,8 @@ class Environment:
         self._watchdog_fd: int | None = None
         self._ports: PortAllocator | None = None
         self._cancelled = threading.Event()
+        self._record: EnvRecord | None = None
+        self._record_lock = threading.Lock()
         self._owned = False
 
     # -- construction ----------------------------------------------------------------------
@@ -210,6 +212,7 @@ class Environment:
                            state_dir=str(self.state_dir.resolve()), data_dir=str(self.data_dir),
                            owner_pid=pid, owner_started=started, detached=self.detach)
         record_path = record.save(root)
+        self._record = record
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o755)
@@ -259,6 +262,7 @@ class Environment:
         try:
             service.prepare()
             service.start()
+            self.record_processes()
             if self._cancelled.is_set():
                 service.stop()
                 raise _DependencyFailed(name)
@@ -276,6 +280,17 @@ class Environment:
             self.observer(service, event, seconds)
 
     # -- state -------------------------------------------------------------------------------
+    def record_processes(self) -> None:
+        """Add the process groups of every service to the environment record, for the reaper.
+        Called after every start (and by faults after a restart)."""
+        if self._record is None:
+            return
+        with self._record_lock:
+            groups = {p.pgid for s in self.services.values() for p in s.processes}
+            if groups - set(self._record.groups):
+                self._record.groups = sorted(groups | set(self._record.groups))
+                self._record.save(runtime_root())
+
     def save_state(self) -> None:
         state = {
             "env_id": self.env_id,
@@ -298,13 +313,16 @@ class Environment:
 
     # -- down --------------------------------------------------------------------------------
     def down(self, keep: bool = False) -> None:
-        """Stop every service (dependents first), then remove data and state unless ``keep``."""
-        self._teardown(keep=keep)
+        """Stop every service (dependents first), then remove data and state unless ``keep``.
+        Cleanup always completes; a service that failed to stop is reported afterwards."""
+        errors = self._teardown(keep=keep)
+        if errors:
+            raise errors[0]
 
-    def _teardown(self, keep: bool) -> None:
+    def _teardown(self, keep: bool) -> list[BaseException]:
         if not self.env_id:
-            return
-        self._stop_services()
+            return []
+        errors = self._stop_services()
         kill_tagged(self.env_id)  # whatever escaped its process group
         if keep:
             self.save_state()
@@ -318,16 +336,17 @@ class Environment:
         self._stop_watchdog()
         for name in self.services:
             self._emit(name, "stopped", None)
+        return errors
 
-    def _stop_services(self) -> None:
+    def _stop_services(self) -> list[BaseException]:
+        """Stop dependents before what they depend on; independent ones in parallel."""
         dependents: dict[str, set[str]] = {name: set() for name in self.services}
         for name in self.services:
             for dep in self.topology.dependencies(name):
                 dependents[dep].add(name)
-        order = list(reversed(self.topology.start_order()))
-        errors = _run_graph(order, dependents, lambda name: self.services[name].stop())
-        if errors and not isinstance(errors[0], ShakedownError):
-            raise errors[0]
+        order = [n for n in reversed(self.topology.start_order()) if n in self.services]
+        return _run_graph(order, dependents, lambda name: self.services[name].stop(),
+                          stop_on_failure=False)
 
     def _stop_watchdog(self) -> None:
         if self._watchdog_fd is not None:
@@ -342,16 +361,17 @@ class Environment:
 
 
 def _run_graph(
-    order: Sequence[str], deps: Mapping[str, set[str]], work: Callable[[str], None]
+    order: Sequence[str], deps: Mapping[str, set[str]], work: Callable[[str], None],
+    *, stop_on_failure: bool = True,
 ) -> list[BaseException]:
-    """Run ``work(name)`` for every name, each after its deps succeeded, independent ones in
-    parallel. Returns the errors, the root causes first (a name whose dependency failed is not
-    run and does not hide the cause)."""
+    """Run ``work(name)`` for every name, each after its deps are done, independent ones in
+    parallel. With ``stop_on_failure`` a name whose dependency failed is not run. Returns the
+    errors, root causes first (a skipped dependent does not hide the cause)."""
     futures: dict[str, Future[None]] = {}
 
     def run(name: str) -> None:
         for dep in deps.get(name, ()):
-            if dep in futures and futures[dep].exception() is not None:
+            if dep in futures and futures[dep].exception() is not None and stop_on_failure:
                 raise _DependencyFailed(dep)
         work(name)
 

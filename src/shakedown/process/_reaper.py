@@ -11,7 +11,9 @@ from pathlib import Path
 
 from ._paths import ROOT_VARIABLE, TAG_VARIABLE
 from ._records import EnvRecord, all_records, remove_tree
-from ._spawn import Spawned, kill_group
+import psutil
+
+from ._spawn import Spawned, group_members, kill_group
 
 _TAG = TAG_VARIABLE.encode() + b"="
 _ROOT = ROOT_VARIABLE.encode() + b"="
@@ -86,10 +88,30 @@ def kill_tagged(env_id: str) -> list[int]:
     return pids
 
 
+def kill_recorded_groups(record: EnvRecord) -> list[int]:
+    """SIGKILL the recorded process groups whose members started after the environment did
+    (so a pgid reused by an unrelated process since then is left alone)."""
+    killed = []
+    for pgid in record.groups:
+        members = [pid for pid in group_members(pgid) if _started_after(pid, record.created)]
+        if members and pgid != os.getpgid(0):
+            kill_group(Spawned(role="reaped", pid=pgid, pgid=pgid, log_path=Path("/dev/null")))
+            killed.extend(members)
+    return killed
+
+
+def _started_after(pid: int, since: float) -> bool:
+    try:
+        return bool(psutil.Process(pid).create_time() >= since - 1.0)
+    except psutil.Error:
+        return False
+
+
 def reap_env(record: EnvRecord, root: Path, report: ReapReport | None = None) -> ReapReport:
     """Stop everything of one environment and remove its directories and port locks."""
     report = report or ReapReport()
     report.environments.append(f"{record.name} ({record.env_id})")
+    report.killed.extend(kill_recorded_groups(record))
     report.killed.extend(kill_tagged(record.env_id))
     _remove_state_dir(record, report)
     for path in (Path(record.data_dir), root / record.env_id):

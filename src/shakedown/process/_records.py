@@ -24,6 +24,10 @@ class EnvRecord:
     owner_started: float
     detached: bool = False
     created: float = field(default_factory=time.time)
+    groups: list[int] = field(default_factory=list)
+    """Process groups spawned for the environment. The reaper kills these as well as every
+    process carrying the tag, because a server that rewrites its process title (as Redis
+    and PostgreSQL do) may overwrite the memory /proc/PID/environ shows."""
 
     def save(self, root: Path) -> Path:
         directory = root / self.env_id

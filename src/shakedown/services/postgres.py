@@ -200,7 +200,7 @@ class PostgresService(ProcessService):
 
     def _wait_replica(self, primary: PostgresService) -> float:
         with primary.connect() as conn:
-            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+            row = conn.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()
         target = row[0] if row else "0/0"
 
         def caught_up() -> bool:
@@ -227,6 +227,8 @@ class PostgresService(ProcessService):
             return
         conn, self._first_conn = self._first_conn or self.connect(), None
         with conn:
+            # Flushed commits: a replica that reaches our flush LSN must see all of this.
+            conn.execute("SET synchronous_commit = on")
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 sql.Identifier(SUPERUSER), sql.Literal(self.password)))
             for replica in self._replica_names():
@@ -248,7 +250,8 @@ class PostgresService(ProcessService):
                    "-h", self.host, "-p", str(self.port), "-U", SUPERUSER,
                    "-d", self.database, "-f", path]
         result = subprocess.run(command, capture_output=True, text=True, check=False,
-                                env={"PGPASSWORD": self.password, "PATH": "/usr/bin:/bin"})
+                                env={"PGPASSWORD": self.password, "PATH": "/usr/bin:/bin",
+                                     "PGOPTIONS": "-c synchronous_commit=on"})
         if result.returncode != 0:
             raise ServiceStartError(
                 f"service {self.name!r}: init file {path} failed",

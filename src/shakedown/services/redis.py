@@ -71,6 +71,8 @@ class RedisService(ProcessService):
         args = {
             "port": str(self.port), "bind": self.host, "dir": str(self.ctx.data_dir),
             "daemonize": "no", "protected-mode": "yes", "logfile": '""',
+            # A rewritten process title would overwrite the environment tag in /proc.
+            "set-proc-title": "no",
         }
         if self.spec.persistence:
             args.update({"appendonly": "yes", "appendfsync": "everysec"})

@@ -82,8 +82,12 @@ class PgSession:
             application_name=self.options.application_name,
         )
         timeout_ms = int(self.options.statement_timeout_s * 1000)
-        with _watchdog(conn, self.options.op_timeout_s):
-            conn.execute(f"SET statement_timeout = {timeout_ms}")
+        try:
+            with _watchdog(conn, self.options.op_timeout_s):
+                conn.execute(f"SET statement_timeout = {timeout_ms}")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _classified(self, exc: BaseException, conn: Connection, writes: bool) -> Exception:

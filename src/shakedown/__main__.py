@@ -1,0 +1,5 @@
+"""`python -m shakedown` runs the CLI."""
+
+from .cli import main
+
+main()

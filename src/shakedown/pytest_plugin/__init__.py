@@ -1,0 +1,1 @@
+"""pytest plugin: environments as fixtures (built in the pytest issue)."""

@@ -1,0 +1,50 @@
+"""Shared fixtures: every test gets a private runtime root (so reapers of concurrent runs never
+meet), and fails if any process tagged for that root outlives it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shakedown.process import kill_tagged, tagged_processes
+
+
+@pytest.fixture(autouse=True)
+def runtime_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    root = Path("/dev/shm") / f"shakedown-test-{uuid.uuid4().hex[:8]}"
+    root.mkdir(mode=0o755)
+    monkeypatch.setenv("SHAKEDOWN_RUNTIME_DIR", str(root))
+    yield root
+    leaked = tagged_processes(root=root)
+    for env_id in set(leaked.values()):
+        kill_tagged(env_id)
+    shutil.rmtree(root, ignore_errors=True)
+    assert not leaked, f"processes leaked by the test: {leaked}"
+
+
+@pytest.fixture
+def write_topology(tmp_path: Path) -> Callable[..., Path]:
+    """Write a shakedown.toml (dedented) in a fresh directory and return its path."""
+
+    def write(text: str, name: str = "shakedown.toml", **files: str) -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        for file_name, content in files.items():
+            (tmp_path / file_name.replace("__", ".")).write_text(textwrap.dedent(content))
+        return path
+
+    return write
+
+
+def running_pids_owned_by(user: str) -> list[int]:
+    import pwd
+
+    uid = pwd.getpwnam(user).pw_uid
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()
+            and os.stat(f"/proc/{p}").st_uid == uid]

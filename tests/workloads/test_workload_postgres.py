@@ -1,0 +1,178 @@
+"""The PostgreSQL workloads against a real server, checked by the matching checker; and the
+same workloads while the server is killed or frozen: the run ends in bounded time and the
+history holds fail and info entries, never a hang."""
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from shakedown_testpg import Server, free_port
+
+from shakedown.checkers import bank, set_full
+from shakedown.history import History
+from shakedown.workloads import DefiniteFailure, IndeterminateFailure, Runner
+from shakedown.workloads.postgres import WORKLOADS, AppendClient, PgOptions, RegisterClient
+from shakedown.workloads.postgres import append as append_workload
+from shakedown.workloads.postgres import bank as bank_workload
+from shakedown.workloads.postgres import register as register_workload
+
+
+def test_append_workload_is_a_valid_set(pg_url: str) -> None:
+    append_workload.setup(pg_url)
+    summary = Runner(
+        WORKLOADS["append"].clients(pg_url),
+        append_workload.generator(rate=400, seconds=0.8),
+        concurrency=4,
+    ).run()
+    assert summary.completions == {"ok": summary.operations} and summary.operations > 100
+    result = set_full(summary.history, append_workload.final_read(pg_url))
+    assert result.validity == "valid", result.explanation
+    assert result.counts["read"] == summary.operations
+
+
+def test_bank_workload_keeps_the_total(pg_url: str) -> None:
+    total = bank_workload.setup(pg_url, accounts=4, balance=20)
+    summary = Runner(
+        WORKLOADS["bank"].clients(pg_url),
+        bank_workload.generator(rate=400, seconds=0.8, seed=3, accounts=4, max_amount=15),
+        concurrency=4,
+    ).run()
+    assert summary.by_f["read"]["ok"] > 10
+    assert summary.by_f["transfer"]["ok"] > 10
+    assert "info" not in summary.completions
+    result = bank(summary.history, bank_workload.final_read(pg_url), total)
+    assert result.validity == "valid", result.explanation
+    assert result.counts["reads"] == summary.by_f["read"]["ok"]
+
+
+def test_bank_transfer_without_funds_fails_without_effect(pg_url: str) -> None:
+    bank_workload.setup(pg_url, accounts=2, balance=5)
+    client = bank_workload.BankClient(pg_url)
+    client.open()
+    try:
+        with pytest.raises(DefiniteFailure, match="cannot move 6"):
+            client.invoke("transfer", {"from": 0, "to": 1, "amount": 6})
+        assert client.invoke("read", None) == ("ok", {"0": 5, "1": 5})
+    finally:
+        client.close()
+
+
+def test_register_workload_reads_what_was_written(pg_url: str) -> None:
+    register_workload.setup(pg_url)
+    summary = Runner(
+        WORKLOADS["register"].clients(pg_url),
+        register_workload.generator(rate=400, seconds=0.5, seed=5),
+        concurrency=3,
+    ).run()
+    assert set(summary.by_f) == {"read", "write", "cas"}
+    assert summary.by_f["cas"].get("fail", 0) > 0  # a cas whose expected value was stale
+    written = {op.value for op in summary.history.ops() if op.f == "write" and op.type == "ok"}
+    written |= {op.value[1] for op in summary.history.ops() if op.f == "cas" and op.type == "ok"}
+    reads = {op.value for op in summary.history.ops() if op.f == "read" and op.type == "ok"}
+    assert reads <= written | {None}
+    assert register_workload.final_read(pg_url) in written
+
+
+def test_server_errors_are_definite_and_refused_connections_too(pg_url: str) -> None:
+    append_workload.setup(pg_url)
+    client = AppendClient(pg_url)
+    client.open()
+    try:
+        assert client.invoke("add", 1) == ("ok", 1)
+        with pytest.raises(DefiniteFailure, match="UniqueViolation"):
+            client.invoke("add", 1)
+        assert client.invoke("add", 2) == ("ok", 2)  # the connection is still usable
+        with pytest.raises(DefiniteFailure, match="no operation 'pop'"):
+            client.invoke("pop", None)
+    finally:
+        client.close()
+    nowhere = RegisterClient(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    with pytest.raises(DefiniteFailure, match="cannot connect"):
+        nowhere.invoke("write", 1)
+
+
+def run_with_fault(
+    server: Server, fault: Callable[[], None], options: PgOptions, seconds: float
+) -> tuple[History, set[int], float]:
+    """Run the append workload against ``server`` for ``seconds``, apply ``fault`` (which
+    undoes itself) 0.5 s in; return the history, the final read and how long the run took."""
+    url = server.url()
+    append_workload.setup(url)
+    runner = Runner(
+        lambda n: AppendClient(url, options=options),
+        append_workload.generator(rate=300, seconds=seconds),
+        concurrency=4,
+    )
+    started = time.monotonic()
+    runner.start()
+    try:
+        time.sleep(0.5)
+        fault()
+    except BaseException:
+        runner.stop()
+        raise
+    finally:
+        summary = runner.join(timeout=15)
+    return summary.history, append_workload.final_read(url), time.monotonic() - started
+
+
+def last_ok_time(history: History) -> float:
+    return max(op.time for op in history.ops() if op.type == "ok")
+
+
+def test_a_killed_server_yields_fail_and_info_and_no_hang(
+    private_pg: Callable[[], Server],
+) -> None:
+    server = private_pg()
+    restarted = threading.Event()
+
+    def kill_then_restart() -> None:
+        server.kill()
+        time.sleep(0.7)  # connections are refused meanwhile
+        server.start()
+        restarted.set()
+
+    history, final, elapsed = run_with_fault(server, kill_then_restart, PgOptions(), 2.0)
+    assert restarted.is_set()
+    assert elapsed < 8
+    types = [op.type for op in history.ops()]
+    assert "info" in types and "fail" in types
+    errors = {op.error.split(":")[0] for op in history.ops() if op.error}
+    assert errors <= {"IndeterminateFailure", "DefiniteFailure", "RuntimeError"}
+    assert last_ok_time(history) > 1.5  # writes succeed again after the restart
+    result = set_full(history, final)
+    assert result.validity == "valid", result.explanation
+    assert result.counts["info"] == result.counts["recovered"] + result.counts["indeterminate"]
+
+
+def test_a_frozen_server_times_out_instead_of_hanging(
+    private_pg: Callable[[], Server],
+) -> None:
+    server = private_pg()
+    options = PgOptions(op_timeout_s=0.5)
+
+    def freeze() -> None:
+        server.pause()
+        time.sleep(1.2)
+        server.resume()
+
+    history, final, elapsed = run_with_fault(server, freeze, options, 2.5)
+    assert elapsed < 8
+    info = [op for op in history.ops() if op.type == "info"]
+    assert info and all("connection lost, outcome unknown" in (op.error or "") for op in info)
+    assert min(op.time for op in info) < 1.5  # after op_timeout_s, not when the server woke
+    assert last_ok_time(history) > 2.0  # writes succeed again once the server resumes
+    assert set_full(history, final).validity == "valid"
+
+
+def test_indeterminate_is_what_a_lost_write_connection_raises(pg_url: str) -> None:
+    append_workload.setup(pg_url)
+    client = AppendClient(pg_url, options=PgOptions(op_timeout_s=0.3))
+    client.open()
+    try:
+        with pytest.raises(IndeterminateFailure, match="connection lost"):
+            client.session.run(lambda conn: conn.execute("SELECT pg_sleep(2)"), writes=True)
+        assert client.invoke("add", 7) == ("ok", 7)  # reconnected
+    finally:
+        client.close()
