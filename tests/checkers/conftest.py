@@ -1,11 +1,25 @@
-"""Fixtures of the checker tests: PostgreSQL servers from ``shakedown_testpg`` (kept beside
-the workload tests, which need the same servers)."""
+"""Fixtures of the checker tests: a PostgreSQL environment for the table comparisons."""
 
-import sys
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workloads"))
+import pytest
 
-from shakedown_testpg import pg_cluster, pg_server, pg_url, private_pg
+from shakedown.environment import Environment
 
-__all__ = ["pg_cluster", "pg_server", "pg_url", "private_pg"]
+
+@pytest.fixture
+def pg_env(write_topology: Callable[..., Path]) -> Iterator[Environment]:
+    """Two PostgreSQL services, ``source`` (databases a and b) and ``target``."""
+    path = write_topology("""
+        [services.source]
+        kind = "postgres"
+        databases = ["a", "b"]
+
+        [services.target]
+        kind = "postgres"
+        """)
+    with Environment.from_file(path) as env:
+        yield env

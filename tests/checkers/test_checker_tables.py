@@ -2,9 +2,10 @@
 
 import psycopg
 import pytest
-from shakedown_testpg import Server
 
 from shakedown.checkers import TableSummary, compare_tables, table_summary, tables_equal
+from shakedown.environment import Environment
+from shakedown.services import PostgresService
 
 
 def summary(rows: dict[str, str], name: str = "public.t") -> dict[str, TableSummary]:
@@ -43,18 +44,24 @@ def test_summaries_round_trip_through_dicts() -> None:
     assert TableSummary.from_dict(table.to_dict()) == table
 
 
+def create_tables(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE accounts (id int PRIMARY KEY, name text, balance int)")
+        conn.execute(
+            "INSERT INTO accounts SELECT n, 'name ' || n, n * 10 FROM generate_series(1, 50) n"
+        )
+        conn.execute("CREATE TABLE events (body text)")  # no primary key
+        conn.execute("INSERT INTO events VALUES ('a'), ('b'), ('b')")
+
+
 @pytest.fixture
-def two_databases(pg_server: Server, pg_url: str) -> tuple[str, str]:
-    second = pg_server.create_database(pg_url.rsplit("/", 1)[1] + "_b")
-    for url in (pg_url, second):
-        with psycopg.connect(url) as conn:
-            conn.execute("CREATE TABLE accounts (id int PRIMARY KEY, name text, balance int)")
-            conn.execute(
-                "INSERT INTO accounts SELECT n, 'name ' || n, n * 10 FROM generate_series(1, 50) n"
-            )
-            conn.execute("CREATE TABLE events (body text)")  # no primary key
-            conn.execute("INSERT INTO events VALUES ('a'), ('b'), ('b')")
-    return pg_url, second
+def two_databases(pg_env: Environment) -> tuple[str, str]:
+    source = pg_env["source"]
+    assert isinstance(source, PostgresService)
+    urls = source.url_for("a"), source.url_for("b")
+    for url in urls:
+        create_tables(url)
+    return urls
 
 
 def execute(url: str, *statements: str) -> None:
@@ -115,7 +122,20 @@ def test_summary_counts_rows_and_keys(two_databases: tuple[str, str]) -> None:
     assert accounts.row_hashes is not None and "[1]" in accounts.row_hashes
 
 
-def test_an_unreachable_database_is_unknown(pg_url: str) -> None:
-    result = tables_equal(pg_url, pg_url.rsplit("/", 1)[0] + "/no_such_database")
+def test_services_of_an_environment_compare_by_their_urls(pg_env: Environment) -> None:
+    create_tables(pg_env["source"].url)
+    create_tables(pg_env["target"].url)
+    assert tables_equal(pg_env["source"], pg_env["target"]).validity == "valid"
+    execute(pg_env["target"].url, "UPDATE accounts SET name = 'x' WHERE id = 42")
+    result = tables_equal(pg_env["source"], pg_env["target"])
+    assert result.validity == "invalid"
+    assert "changed: '[42]'" in result.explanation
+    assert pg_env["source"].password not in result.explanation  # type: ignore[attr-defined]
+
+
+def test_an_unreachable_database_is_unknown(pg_env: Environment) -> None:
+    source = pg_env["source"]
+    assert isinstance(source, PostgresService)
+    result = tables_equal(source.url, source.url_for("no_such_database"))
     assert result.validity == "unknown"
     assert "no_such_database" in result.explanation

@@ -50,8 +50,8 @@ def test_time_limit_stops_after_the_time_from_the_first_draw() -> None:
     started = time.monotonic()
     drawn = sum(1 for _ in rate_limit(time_limit(repeat("r"), 0.3), 100))
     elapsed = time.monotonic() - started
-    assert 0.25 < elapsed < 0.6
-    assert 20 <= drawn <= 40
+    assert 0.29 < elapsed < 1.0
+    assert 10 <= drawn <= 31  # at most 100/s
 
 
 def test_rate_limit_spaces_operations() -> None:

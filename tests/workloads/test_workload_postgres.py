@@ -2,20 +2,26 @@
 same workloads while the server is killed or frozen: the run ends in bounded time and the
 history holds fail and info entries, never a hang."""
 
+import contextlib
+import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
 
+import psutil
 import pytest
-from shakedown_testpg import Server, free_port
 
 from shakedown.checkers import bank, set_full
 from shakedown.history import History
+from shakedown.services import PostgresService
 from shakedown.workloads import DefiniteFailure, IndeterminateFailure, Runner
 from shakedown.workloads.postgres import WORKLOADS, AppendClient, PgOptions, RegisterClient
 from shakedown.workloads.postgres import append as append_workload
 from shakedown.workloads.postgres import bank as bank_workload
 from shakedown.workloads.postgres import register as register_workload
+
+StartPostgres = Callable[..., PostgresService]  # the start_postgres fixture
 
 
 def test_append_workload_is_a_valid_set(pg_url: str) -> None:
@@ -92,12 +98,31 @@ def test_server_errors_are_definite_and_refused_connections_too(pg_url: str) -> 
         nowhere.invoke("write", 1)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def signal_server(db: PostgresService, signum: int) -> None:
+    """Signal the postmaster and every backend. Each backend calls setsid(), so a signal to
+    the postmaster's process group misses them; the postmaster is held stopped meanwhile so
+    it cannot fork a backend that escapes the signal."""
+    postmaster = psutil.Process(db.pids[0])
+    postmaster.suspend()
+    for process in (*postmaster.children(recursive=True), postmaster):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signum)
+    if signum not in (signal.SIGSTOP, signal.SIGKILL):
+        postmaster.resume()
+
+
 def run_with_fault(
-    server: Server, fault: Callable[[], None], options: PgOptions, seconds: float
+    db: PostgresService, fault: Callable[[], None], options: PgOptions, seconds: float
 ) -> tuple[History, set[int], float]:
-    """Run the append workload against ``server`` for ``seconds``, apply ``fault`` (which
-    undoes itself) 0.5 s in; return the history, the final read and how long the run took."""
-    url = server.url()
+    """Run the append workload against ``db`` for ``seconds``, apply ``fault`` (which undoes
+    itself) 0.5 s in; return the history, the final read and how long the run took."""
+    url = db.url
     append_workload.setup(url)
     runner = Runner(
         lambda n: AppendClient(url, options=options),
@@ -121,19 +146,18 @@ def last_ok_time(history: History) -> float:
     return max(op.time for op in history.ops() if op.type == "ok")
 
 
-def test_a_killed_server_yields_fail_and_info_and_no_hang(
-    private_pg: Callable[[], Server],
-) -> None:
-    server = private_pg()
+def test_a_killed_server_yields_fail_and_info_and_no_hang(start_postgres: StartPostgres) -> None:
+    # synchronous_commit is off by default for speed: a crash would lose acknowledged commits
+    db = start_postgres(settings={"synchronous_commit": "on"})
     restarted = threading.Event()
 
     def kill_then_restart() -> None:
-        server.kill()
+        signal_server(db, signal.SIGKILL)
         time.sleep(0.7)  # connections are refused meanwhile
-        server.start()
+        db.start_again()
         restarted.set()
 
-    history, final, elapsed = run_with_fault(server, kill_then_restart, PgOptions(), 2.0)
+    history, final, elapsed = run_with_fault(db, kill_then_restart, PgOptions(), 2.0)
     assert restarted.is_set()
     assert elapsed < 8
     types = [op.type for op in history.ops()]
@@ -146,18 +170,18 @@ def test_a_killed_server_yields_fail_and_info_and_no_hang(
     assert result.counts["info"] == result.counts["recovered"] + result.counts["indeterminate"]
 
 
-def test_a_frozen_server_times_out_instead_of_hanging(
-    private_pg: Callable[[], Server],
-) -> None:
-    server = private_pg()
+def test_a_frozen_server_times_out_instead_of_hanging(start_postgres: StartPostgres) -> None:
+    db = start_postgres()
     options = PgOptions(op_timeout_s=0.5)
 
     def freeze() -> None:
-        server.pause()
-        time.sleep(1.2)
-        server.resume()
+        signal_server(db, signal.SIGSTOP)
+        try:
+            time.sleep(1.2)
+        finally:
+            signal_server(db, signal.SIGCONT)
 
-    history, final, elapsed = run_with_fault(server, freeze, options, 2.5)
+    history, final, elapsed = run_with_fault(db, freeze, options, 2.5)
     assert elapsed < 8
     info = [op for op in history.ops() if op.type == "info"]
     assert info and all("connection lost, outcome unknown" in (op.error or "") for op in info)
