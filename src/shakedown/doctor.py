@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from .errors import ShakedownError
 from .process import runtime_root, service_user, tmpfs_has_room
-from .services import find_binaries
+from .services import etcd, find_binaries, haproxy, patroni, pgbouncer
+from .services.aws import doctor_check as aws_doctor_check
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ def _machine() -> list[Check]:
 CHECKS: list[Callable[[], Check]] = [
     _postgres,
     lambda: _binary("redis-server", "redis-server"),
+    lambda: Check(*aws_doctor_check()),
+    lambda: Check(*etcd.doctor_check()),
+    lambda: Check(*patroni.doctor_check()),
+    lambda: Check(*haproxy.doctor_check()),
+    lambda: Check(*pgbouncer.doctor_check()),
 ]
 
 

@@ -5,6 +5,7 @@ environment up owns it; a watchdog reaps it if the owner dies, unless it was det
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -73,6 +74,7 @@ class Environment:
         self.data_dir = Path()
         self.services: dict[str, Service] = {}
         self.events: list[Event] = []
+        self.recorded: list[tuple[str, float]] = []
         self.started_at: float | None = None
         self._watchdog: Any = None
         self._watchdog_fd: int | None = None
@@ -151,9 +153,23 @@ class Environment:
         self.down()
 
     def measurements(self) -> dict[str, float]:
-        """``SERVICE.ready``: seconds from the start of a service to its readiness."""
-        return {f"{e.service}.ready": e.seconds for e in self.events
-                if e.event == "ready" and e.seconds is not None}
+        """``SERVICE.ready`` (seconds from the start of a service to its readiness) and every
+        duration recorded with :meth:`measure` (the latest value of each name)."""
+        ready = {f"{e.service}.ready": e.seconds for e in self.events
+                 if e.event == "ready" and e.seconds is not None}
+        return {**ready, **dict(self.recorded)}
+
+    @contextlib.contextmanager
+    def measure(self, name: str) -> Iterator[None]:
+        """Record how long the block takes as measurement ``name`` (checked against
+        ``[targets]`` by the pytest plugin)."""
+        began = time.perf_counter()
+        yield
+        self.record(name, time.perf_counter() - began)
+
+    def record(self, name: str, seconds: float) -> None:
+        """Record a measurement taken some other way (e.g. a failover time)."""
+        self.recorded.append((name, seconds))
 
     # -- up ----------------------------------------------------------------------------------
     def up(self) -> Environment:
@@ -225,7 +241,7 @@ class Environment:
         for name, spec in self.topology.services.items():
             from .services import SERVICE_CLASSES
 
-            count = SERVICE_CLASSES[spec.kind].port_count
+            count = SERVICE_CLASSES[spec.kind].ports_for(spec)
             first = [self._ports.claim(spec.port, name)] if spec.port else []
             ports[name] = first + [self._ports.allocate() for _ in range(count - len(first))]
         return ports

@@ -18,6 +18,8 @@ from ._reaper import ReapReport, kill_tagged, reap, reap_env, tagged_processes
 from ._records import EnvRecord, all_records, current_owner, remove_tree
 from ._spawn import (
     Spawned,
+    family,
+    signal_family,
     group_members,
     kill_group,
     log_tail,
@@ -45,6 +47,7 @@ __all__ = [
     "copy_tree",
     "current_owner",
     "disk_data_root",
+    "family",
     "group_members",
     "http_probe",
     "kill_group",
@@ -58,6 +61,7 @@ __all__ = [
     "remove_tree",
     "runtime_root",
     "service_user",
+    "signal_family",
     "signal_group",
     "spawn",
     "start_watchdog",

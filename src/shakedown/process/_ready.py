@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from ..errors import ServiceStartError
+from ..waits import scaled
 from ._spawn import Spawned, log_tail
 
 Probe = Callable[[], object]
@@ -37,6 +38,7 @@ def wait_ready(
 ) -> float:
     """Poll ``probe`` until ready; return seconds waited. Interval backs off to max_interval."""
     start = time.monotonic()
+    timeout = scaled(timeout)
     deadline = start + timeout
     attempts = 0
     last: str = "no attempt made"

@@ -5,6 +5,7 @@ to its log file. Stop, kill, pause and resume act on the whole group."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -110,6 +111,54 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def _process_table() -> dict[int, tuple[int, int]]:
+    """pid → (parent pid, process group) of every live process."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if fields[0] not in (b"Z", b"X"):
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]))
+    return table
+
+
+def family(proc: Spawned) -> list[int]:
+    """Live members of the process group and all their descendants. A server may move its
+    children into sessions of their own (PostgreSQL's backends call setsid), so the group
+    alone does not reach them."""
+    table = _process_table()
+    found = {pid for pid, (_, pgid) in table.items() if pgid == proc.pgid}
+    if proc.pid in table:
+        found.add(proc.pid)
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    queue = list(found)
+    while queue:
+        for child in children.get(queue.pop(), []):
+            if child not in found:
+                found.add(child)
+                queue.append(child)
+    return sorted(found)
+
+
+def signal_family(proc: Spawned, sig: int) -> list[int]:
+    """Send ``sig`` to the group first (so a parent stops forking), then to every member of
+    the family; return the pids signalled."""
+    signal_group(proc.pgid, sig)
+    members = family(proc)
+    for pid in members:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    return members
+
+
 def signal_group(pgid: int, sig: int) -> bool:
     """Send ``sig`` to the group; False when the group no longer exists."""
     try:
@@ -148,15 +197,15 @@ def stop_group(proc: Spawned, sig: int = signal.SIGTERM, timeout: float = 10.0) 
 
 
 def kill_group(proc: Spawned, timeout: float = 10.0) -> None:
-    """SIGKILL every process of the group and wait until they are gone."""
-    signal_group(proc.pgid, signal.SIGKILL)
-    if not wait_group_gone(proc, timeout):
-        for pid in group_members(proc.pgid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        wait_group_gone(proc, 1.0)
+    """SIGKILL the group and every descendant, and wait until they are gone."""
+    members = signal_family(proc, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen is not None:
+            proc.popen.poll()
+        if not any(pid_alive(pid) for pid in members) and not group_members(proc.pgid):
+            return
+        time.sleep(0.005)
 
 
 def log_tail(path: Path, lines: int = 50) -> str:

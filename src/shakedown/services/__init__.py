@@ -4,6 +4,12 @@ persistence) and the optional capabilities ``Killable`` and ``Pausable``."""
 from ..topology import ServiceSpec
 from ._base import LOOPBACK, Killable, Pausable, ProcessService, Service, ServiceContext
 from ._pgbin import PgBinaries, find_binaries
+from .aws import AwsFaultable, AwsService
+from .etcd import EtcdService
+from .external import ExternalService
+from .haproxy import HAProxyService
+from .patroni import PatroniService
+from .pgbouncer import PgBouncerService
 from .postgres import PostgresService
 from .process import ProcessKindService
 from .redis import RedisService
@@ -12,6 +18,12 @@ SERVICE_CLASSES: dict[str, type[Service]] = {
     "postgres": PostgresService,
     "redis": RedisService,
     "process": ProcessKindService,
+    "etcd": EtcdService,
+    "postgres-ha": PatroniService,
+    "haproxy": HAProxyService,
+    "pgbouncer": PgBouncerService,
+    "aws": AwsService,
+    "external": ExternalService,
 }
 
 
@@ -23,9 +35,16 @@ def create_service(spec: ServiceSpec, ctx: ServiceContext) -> Service:
 __all__ = [
     "LOOPBACK",
     "SERVICE_CLASSES",
+    "AwsFaultable",
+    "AwsService",
+    "EtcdService",
+    "ExternalService",
+    "HAProxyService",
     "Killable",
+    "PatroniService",
     "Pausable",
     "PgBinaries",
+    "PgBouncerService",
     "PostgresService",
     "ProcessKindService",
     "ProcessService",

@@ -18,7 +18,7 @@ from ..process import (
     Spawned,
     kill_group,
     log_tail,
-    signal_group,
+    signal_family,
     stop_group,
 )
 from ..topology import ServiceSpec, Topology
@@ -50,6 +50,11 @@ class Service:
 
     kind: ClassVar[str]
     port_count: ClassVar[int] = 1
+
+    @classmethod
+    def ports_for(cls, spec: ServiceSpec) -> int:
+        """How many ports to allocate: ``port_count``, or more for kinds whose spec says so."""
+        return cls.port_count
 
     def __init__(self, spec: ServiceSpec, ctx: ServiceContext) -> None:
         self.spec = spec
@@ -172,12 +177,13 @@ class ProcessService(Service):
             kill_group(proc)
 
     def pause(self, role: str | None = None) -> None:
+        """SIGSTOP the processes and all their children (open connections freeze too)."""
         for proc in self._select(role):
-            signal_group(proc.pgid, signal.SIGSTOP)
+            signal_family(proc, signal.SIGSTOP)
 
     def resume(self, role: str | None = None) -> None:
         for proc in self._select(role):
-            signal_group(proc.pgid, signal.SIGCONT)
+            signal_family(proc, signal.SIGCONT)
 
     def start_again(self) -> None:
         """Start after a stop or kill, and wait until ready again."""

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import TopologyError, did_you_mean
 from ._durations import Target
 from ._models import KINDS, ProcessSpec, ServiceSpec, TopologyModel
+from ._named import named_services
 from ._refs import Ref, find_refs
 
 DEFAULT_FILE = "shakedown.toml"
@@ -54,6 +55,7 @@ class Topology:
         primary = getattr(spec, "replica_of", None)
         if primary:
             deps.add(primary)
+        deps.update(service for service, _ in named_services(spec).values())
         return deps
 
     def start_order(self) -> list[str]:
@@ -262,6 +264,14 @@ def _check_cross_references(topology: Topology, label: str, where: Path) -> None
                     f"{services[primary].kind} service, not postgres",
                     fix=["point replica_of at a postgres service"],
                 )
+        for key, (named, kinds) in named_services(spec).items():
+            _require_service(named, services, label, f"services.{name}.{key}")
+            if services[named].kind not in kinds:
+                raise TopologyError(
+                    f"{label}: services.{name}.{key}: {named!r} is a {services[named].kind} "
+                    f"service, not {' or '.join(kinds)}",
+                    fix=[f"point {key} at a {' or '.join(kinds)} service"],
+                )
         for ref in _service_refs(spec):
             _check_ref(ref, name, spec, services, label)
     for link_name, link in topology.model.links.items():
@@ -318,7 +328,7 @@ def _check_cycles(topology: Topology, label: str) -> None:
                 cycle = [*path[path.index(dep):], dep]
                 raise TopologyError(
                     f"{label}: dependency cycle: {' -> '.join(cycle)}",
-                    checked=["depends_on, replica_of and {service.attr} references"],
+                    checked=["depends_on, replica_of, etcd, backend and {service.attr} references"],
                     fix=["remove one of these dependencies so that services can start in order"],
                 )
             if state.get(dep) is None:

@@ -112,11 +112,21 @@ class ProcessSpec(ServiceSpec):
         return name
 
 
-AnyServiceSpec = Annotated[PostgresSpec | RedisSpec | ProcessSpec, Field(discriminator="kind")]
+from ._aws_models import AWS_KINDS, AwsSpec, ExternalSpec  # noqa: E402
+from ._ha_models import HA_KINDS, EtcdSpec, HAProxySpec, PatroniSpec, PgBouncerSpec  # noqa: E402
+
+AnyServiceSpec = Annotated[
+    PostgresSpec | RedisSpec | ProcessSpec
+    | EtcdSpec | PatroniSpec | HAProxySpec | PgBouncerSpec
+    | AwsSpec | ExternalSpec,
+    Field(discriminator="kind"),
+]
 KINDS: dict[str, type[ServiceSpec]] = {
     "postgres": PostgresSpec,
     "redis": RedisSpec,
     "process": ProcessSpec,
+    **HA_KINDS,
+    **AWS_KINDS,
 }
 
 

@@ -1,0 +1,54 @@
+"""Command-line and ini options of the plugin, and the settings derived from them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("shakedown", "shakedown: real infrastructure for integration tests")
+    group.addoption("--shakedown-file", metavar="FILE",
+                    help="Topology file (default: the nearest shakedown.toml above each test).")
+    group.addoption("--shakedown-keep", action="store_true",
+                    help="Keep environments running, with their logs, after the run.")
+    group.addoption("--shakedown-reuse", action="store_true",
+                    help="Reuse a running environment of the same topology between runs "
+                         "(started by an earlier --shakedown-reuse run or `shakedown up "
+                         "--detach --name pytest-reuse`); start one and leave it if none.")
+    group.addoption("--shakedown-strict", action="store_true",
+                    help="A test that cannot run (missing binary) is an error, not a skip. "
+                         "On by default when CI=true.")
+    parser.addini("shakedown_file", "Topology file for shakedown_env.", default="")
+    parser.addini("shakedown_strict", "Like --shakedown-strict.", type="bool", default=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    file: Path | None
+    keep: bool
+    reuse: bool
+    strict: bool
+    rootdir: Path
+
+    @property
+    def state_root(self) -> Path:
+        return self.rootdir / ".shakedown"
+
+
+def settings_from(config: pytest.Config) -> Settings:
+    rootdir = Path(config.rootpath)
+    file = config.getoption("--shakedown-file") or config.getini("shakedown_file") or None
+    strict = bool(config.getoption("--shakedown-strict") or config.getini("shakedown_strict")
+                  or os.environ.get("CI", "").lower() in ("1", "true", "yes"))
+    return Settings(
+        file=(rootdir / file).resolve() if file and not Path(file).is_absolute()
+        else Path(file) if file else None,
+        keep=bool(config.getoption("--shakedown-keep")),
+        reuse=bool(config.getoption("--shakedown-reuse")),
+        strict=strict,
+        rootdir=rootdir,
+    )

@@ -1,0 +1,167 @@
+"""What a run produced, collected from test reports (on the xdist controller too): outcomes
+that never fold skipped, failed or errored tests into passed, measurements and targets,
+environments with their services and versions. Written to ``.shakedown/runs/RUN_ID/``
+as results.json and summarised in the terminal."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MEASURE_PREFIX = "shakedown.measure."
+TARGET_MISSED = "shakedown.target_missed"
+ENVIRONMENT = "shakedown.environment"
+LOGS = "shakedown.logs"
+
+
+@dataclass
+class TestResult:
+    nodeid: str
+    outcome: str = "not run"
+    duration: float = 0.0
+    reason: str = ""
+    longrepr: str = ""
+    measurements: dict[str, float] = field(default_factory=dict)
+    targets_missed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResults:
+    run_id: str
+    run_dir: Path
+    started: float = field(default_factory=time.time)
+    tests: dict[str, TestResult] = field(default_factory=dict)
+    environments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    log_copies: set[str] = field(default_factory=set)
+    targets: dict[str, str] = field(default_factory=dict)
+
+    def add(self, report: pytest.TestReport) -> None:
+        result = self.tests.setdefault(report.nodeid, TestResult(report.nodeid))
+        result.duration += report.duration
+        self._properties(result, report)
+        outcome = _outcome(report)
+        if outcome is not None and _rank(outcome) >= _rank(result.outcome):
+            result.outcome = outcome
+            if report.skipped:
+                result.reason = _skip_reason(report)
+            elif report.failed:
+                result.longrepr = str(report.longrepr)[-4000:]
+
+    def _properties(self, result: TestResult, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name.startswith(MEASURE_PREFIX):
+                result.measurements[name[len(MEASURE_PREFIX):]] = float(str(value))
+            elif name == TARGET_MISSED:
+                result.targets_missed.append(str(value))
+            elif name == ENVIRONMENT:
+                info = json.loads(str(value))
+                self.environments[info["env_id"]] = info
+                self.targets.update(info.get("targets", {}))
+            elif name == LOGS:
+                self.log_copies.add(str(value))
+
+    @property
+    def used(self) -> bool:
+        return bool(self.environments)
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for result in self.tests.values():
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "started": self.started,
+            "finished": time.time(),
+            "host": platform.node(),
+            "python": platform.python_version(),
+            "counts": self.counts(),
+            "tests": [vars(t) for t in self.tests.values()],
+            "environments": list(self.environments.values()),
+            "targets": self.targets,
+            "logs": sorted(self.log_copies),
+        }
+
+    def write(self) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / "results.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+
+_RANKS = {"not run": 0, "passed": 1, "skipped": 2, "xfailed": 2, "xpassed": 2, "failed": 3,
+          "error": 4}
+
+
+def _rank(outcome: str) -> int:
+    return _RANKS.get(outcome, 0)
+
+
+def _outcome(report: pytest.TestReport) -> str | None:
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    if report.when == "call":
+        return str(report.outcome)
+    if report.failed:
+        return "error"  # setup or teardown failed: the test itself never ran or never ended
+    if report.skipped:
+        return "skipped"
+    return None
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def summary_lines(results: RunResults, results_path: Path | None) -> list[str]:
+    lines: list[str] = []
+    for info in results.environments.values():
+        lines.append(f"environment {info['name']} ({info['topology']}):")
+        for service in info["services"]:
+            ready = service.get("ready_s")
+            when = f"ready in {ready * 1000:.0f} ms" if ready is not None else "reused"
+            lines.append(f"  {service['name']:<14} {service['kind']:<10} started, {when}  "
+                         f"{service.get('version') or ''}")
+    counts = results.counts()
+    order = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "not run")
+    lines.append("tests: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in order
+                                       if counts.get(k) or k in ("passed", "failed", "error",
+                                                                 "skipped")))
+    for result in results.tests.values():
+        if result.outcome == "skipped":
+            lines.append(f"  skipped {result.nodeid}: {result.reason}")
+    lines.extend(_target_lines(results))
+    if results.log_copies:
+        lines.append("logs of failed tests' environments copied to:")
+        lines.extend(f"  {path}" for path in sorted(results.log_copies))
+    if results_path is not None:
+        lines.append(f"results: {results_path}")
+    return lines
+
+
+def _target_lines(results: RunResults) -> list[str]:
+    if not results.targets:
+        return []
+    measured: dict[str, float] = {}
+    for result in results.tests.values():
+        measured.update(result.measurements)
+    lines = ["targets:"]
+    for name, target in results.targets.items():
+        if name not in measured:
+            lines.append(f"  {name} {target}: NOT MEASURED")
+            continue
+        missed = any(name in m for r in results.tests.values() for m in r.targets_missed)
+        lines.append(f"  {name} {target}: {measured[name] * 1000:.0f} ms "
+                     f"{'MISSED' if missed else 'met'}")
+    return lines

@@ -1,0 +1,293 @@
+"""Spec classes of the ``aws`` kind (moto server: AWS APIs on loopback, with declared tables,
+queues and buckets) and the ``external`` kind (a service known only by its URL). Wired into
+``AnyServiceSpec`` and ``KINDS`` by ``_models``; imported by it after ``ServiceSpec`` exists.
+
+AWS service names are checked against the names moto serves, read from moto's source without
+importing moto (importing it takes a third of a second): validation stays fast, and works (less
+strictly) on a machine without moto."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from ..errors import did_you_mean
+from ._models import ServiceSpec, Spec
+
+DEFAULT_REGION = "us-east-1"
+# moto entries that are not AWS services a topology would name.
+_MOTO_INTERNAL = {"moto_api", "instance_metadata", "s3bucket_path", "dynamodb_v20111205"}
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_QUEUE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# Which AWS service each kind of resource lives in.
+RESOURCE_SERVICES = {"tables": "dynamodb", "queues": "sqs", "buckets": "s3"}
+
+
+@functools.cache
+def moto_service_names() -> frozenset[str] | None:
+    """The AWS service names moto serves (boto3 client names: ``dynamodb``, ``sqs``, ``s3``,
+    ``lambda``...), or None when moto is not installed or its list cannot be read."""
+    try:
+        spec = importlib.util.find_spec("moto")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    source = Path(next(iter(spec.submodule_search_locations))) / "backends.py"
+    try:
+        text = source.read_text()
+    except OSError:
+        return None
+    start = text.find("SERVICE_NAMES = Union[")
+    end = text.find("]\n", start)
+    if start < 0 or end < 0:
+        return None
+    names = set(re.findall(r"Literal\['([^']+)'\]", text[start:end])) - _MOTO_INTERNAL
+    return frozenset(names) or None
+
+
+def check_aws_service(name: str) -> str:
+    """``name`` if moto serves it; a ValueError with 'did you mean' otherwise."""
+    known = moto_service_names()
+    if known is None or name in known:
+        return name
+    hint = did_you_mean(name, known) or did_you_mean(name.lower().replace("_", "-"), known)
+    raise ValueError(
+        f"unknown AWS service {name!r}{hint}: moto serves {len(known)} services, named as "
+        "boto3 names its clients (e.g. dynamodb, sqs, s3, sns, lambda, kinesis, "
+        "secretsmanager)")
+
+
+def _as_named(value: Any) -> Any:
+    """Accept ``"name"`` for ``{ name = "name" }`` in lists of queues and buckets."""
+    if isinstance(value, list | tuple):
+        return [{"name": item} if isinstance(item, str) else item for item in value]
+    return value
+
+
+class AwsTableSpec(Spec):
+    """A DynamoDB table (on-demand billing) with its key schema."""
+
+    name: str
+    hash_key: str = Field(min_length=1)
+    hash_key_type: Literal["S", "N", "B"] = "S"
+    range_key: str | None = Field(default=None, min_length=1)
+    range_key_type: Literal["S", "N", "B"] = "S"
+
+    @field_validator("name")
+    @classmethod
+    def _table_name(cls, value: str) -> str:
+        if not _TABLE.match(value):
+            raise ValueError(f"{value!r} is not a DynamoDB table name: 3 to 255 characters "
+                             "among letters, digits, '_', '-' and '.'")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_keys(self) -> AwsTableSpec:
+        if self.range_key == self.hash_key:
+            raise ValueError(f"range_key and hash_key are both {self.hash_key!r}: "
+                             "a table's two keys are different attributes")
+        return self
+
+
+class AwsQueueSpec(Spec):
+    """An SQS queue; a name ending in ``.fifo`` makes a FIFO queue."""
+
+    name: str
+    fifo: bool | None = None
+    attributes: dict[str, str | int | bool] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        if not _QUEUE.match(value.removesuffix(".fifo")):
+            raise ValueError(f"{value!r} is not an SQS queue name: 1 to 80 characters among "
+                             "letters, digits, '-' and '_' (plus '.fifo' for a FIFO queue)")
+        return value
+
+    @model_validator(mode="after")
+    def _fifo_suffix(self) -> AwsQueueSpec:
+        named_fifo = self.name.endswith(".fifo")
+        if self.fifo is not None and self.fifo != named_fifo:
+            raise ValueError(
+                f"queue {self.name!r}: fifo = {str(self.fifo).lower()} but the name "
+                + ("ends" if named_fifo else "does not end")
+                + " in '.fifo' (SQS requires FIFO queue names, and only them, to end so)")
+        return self
+
+    @property
+    def is_fifo(self) -> bool:
+        return self.name.endswith(".fifo")
+
+
+class AwsBucketSpec(Spec):
+    """An S3 bucket."""
+
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        if not _BUCKET.match(value) or ".." in value:
+            raise ValueError(f"{value!r} is not an S3 bucket name: 3 to 63 characters among "
+                             "lowercase letters, digits, '.' and '-', starting and ending with "
+                             "a letter or digit")
+        return value
+
+
+class AwsResourcesSpec(Spec):
+    """``[services.NAME.resources]``: created when the service starts and after each reset."""
+
+    tables: tuple[AwsTableSpec, ...] = ()
+    queues: tuple[AwsQueueSpec, ...] = ()
+    buckets: tuple[AwsBucketSpec, ...] = ()
+
+    _named = field_validator("queues", "buckets", mode="before")(_as_named)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AwsResourcesSpec:
+        for key in RESOURCE_SERVICES:
+            names = [item.name for item in getattr(self, key)]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"{key}: {', '.join(map(repr, twice))} declared twice")
+        return self
+
+    def to_config(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            "tables": [t.model_dump() for t in self.tables],
+            "queues": [{"name": q.name, "fifo": q.is_fifo,
+                        "attributes": {k: _attribute(v) for k, v in q.attributes.items()}}
+                       for q in self.queues],
+            "buckets": [b.model_dump() for b in self.buckets],
+        }
+
+
+def _attribute(value: str | int | bool) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class AwsSpec(ServiceSpec):
+    """AWS APIs emulated by moto in server mode (``kind = "aws"``)."""
+
+    exports: ClassVar[tuple[str, ...]] = (
+        "host", "port", "url", "endpoint", "region", "access_key_id", "secret_access_key",
+    )
+    kind: Literal["aws"] = "aws"
+    services: tuple[str, ...]
+    region: str = DEFAULT_REGION
+    resources: AwsResourcesSpec = AwsResourcesSpec()
+
+    @field_validator("services")
+    @classmethod
+    def _known_services(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError('list at least one AWS service, e.g. services = ["dynamodb", "sqs"]')
+        for name in value:
+            check_aws_service(name)
+        twice = sorted({n for n in value if value.count(n) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(map(repr, twice))} listed twice")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, value: str) -> str:
+        if not _REGION.match(value):
+            raise ValueError(f"{value!r} is not an AWS region name (e.g. us-east-1, "
+                             "eu-west-3, ap-southeast-2)")
+        return value
+
+    @model_validator(mode="after")
+    def _resources_need_services(self) -> AwsSpec:
+        for key, service in RESOURCE_SERVICES.items():
+            if getattr(self.resources, key) and service not in self.services:
+                wanted = ", ".join(f'"{name}"' for name in [*self.services, service])
+                raise ValueError(
+                    f"resources.{key} are {service} resources but services does not list "
+                    f"{service!r}: add it, e.g. services = [{wanted}]")
+        return self
+
+
+class ExternalReadySpec(Spec):
+    """How to tell that an external service is up: one of http, tcp, sql, or none."""
+
+    http: str | None = None
+    status: int | None = None
+    tcp: bool | None = None
+    sql: str | None = None
+    none: bool | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ExternalReadySpec:
+        chosen = [k for k in ("http", "tcp", "sql", "none") if getattr(self, k)]
+        if len(chosen) != 1:
+            raise ValueError("give exactly one readiness strategy: http = '/path', tcp = true, "
+                             f"sql = 'SELECT 1' or none = true (got {chosen or 'none'})")
+        if self.status is not None and self.http is None:
+            raise ValueError("status goes with http = '/path'")
+        if self.http is not None and not self.http.startswith("/"):
+            raise ValueError(f"http = {self.http!r}: give a path starting with '/'")
+        return self
+
+    @property
+    def strategy(self) -> str:
+        return next(k for k in ("http", "tcp", "sql", "none") if getattr(self, k))
+
+
+def _ready_shorthand(value: Any) -> Any:
+    # ready = "tcp" / "none" / "sql" / "http" as shorthands for the tables.
+    if isinstance(value, str):
+        shorthands: dict[str, dict[str, Any]] = {
+            "tcp": {"tcp": True}, "none": {"none": True}, "sql": {"sql": "SELECT 1"},
+            "http": {"http": "/"}}
+        if value not in shorthands:
+            raise ValueError(f"ready = {value!r}: use one of {', '.join(shorthands)} or a table "
+                             "such as { http = \"/health\" }")
+        return shorthands[value]
+    return value
+
+
+class ExternalSpec(ServiceSpec):
+    """A service shakedown does not start, known only by its URL (``kind = "external"``):
+    staging, a shared database. ``${VAR}`` in the URL is read from the environment."""
+
+    exports: ClassVar[tuple[str, ...]] = ("host", "port", "url")
+    kind: Literal["external"] = "external"
+    url: str
+    ready: ExternalReadySpec | None = None
+
+    _ready = field_validator("ready", mode="before")(_ready_shorthand)
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        if "${" in value:
+            return value  # checked once expanded, when the environment starts
+        parts = urlsplit(value)
+        if not parts.scheme or not parts.hostname:
+            raise ValueError(f"{value!r} is not an absolute URL (e.g. https://staging.example/api"
+                             ", postgresql://user@db.example:5432/app)")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"{value!r}: {exc}") from None
+        return value
+
+    @field_validator("port")
+    @classmethod
+    def _no_port(cls, value: int | None) -> int | None:
+        if value is not None:
+            raise ValueError("an external service has no local port: put the port in url")
+        return value
+
+
+AWS_KINDS: dict[str, type[ServiceSpec]] = {"aws": AwsSpec, "external": ExternalSpec}

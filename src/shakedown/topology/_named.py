@@ -1,0 +1,17 @@
+"""Services that a spec names in its own keys (``etcd = "dcs"``, ``backend = "db"``): a spec
+class lists such keys in ``service_fields`` with the kinds each accepts. The loader checks the
+name and the kind, and makes the named service a dependency."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import ServiceSpec
+
+
+def named_services(spec: ServiceSpec) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """``{key: (service, accepted kinds)}`` for every such key that is set."""
+    fields: dict[str, tuple[str, ...]] = getattr(type(spec), "service_fields", {})
+    return {key: (getattr(spec, key), kinds) for key, kinds in fields.items()
+            if getattr(spec, key, None)}
