@@ -14,6 +14,8 @@ import pytest
 
 from shakedown.process import kill_tagged, tagged_processes
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(autouse=True)
 def runtime_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

@@ -75,7 +75,8 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=full_env,
-            cwd=cwd,
+            # A server run as another user may not be allowed into the caller's directory.
+            cwd=cwd if cwd is not None or run_as is None else "/",
             start_new_session=True,
             user=run_as.uid if run_as else None,
             group=run_as.gid if run_as else None,

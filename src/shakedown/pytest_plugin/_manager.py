@@ -113,8 +113,7 @@ class EnvironmentManager:
                                  "then run again with --shakedown-reuse to start a new one"],
                         )
                     env = Environment.attach(name, self.settings.state_root)
-                    return Started(env, scope, scope_key, owned=False, first_test=item.nodeid,
-                                   reported=True)
+                    return Started(env, scope, scope_key, owned=False, first_test=item.nodeid)
             env = Environment(topology, name, state_root=self.settings.state_root, detach=True)
             env.up()
             return Started(env, scope, scope_key, owned=False, first_test=item.nodeid)

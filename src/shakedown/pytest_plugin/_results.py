@@ -57,7 +57,8 @@ class RunResults:
         for name, value in report.user_properties:
             if name.startswith(MEASURE_PREFIX):
                 result.measurements[name[len(MEASURE_PREFIX):]] = float(str(value))
-            elif name == TARGET_MISSED:
+            elif name == TARGET_MISSED and str(value) not in result.targets_missed:
+                # every later phase's report carries the item's properties again
                 result.targets_missed.append(str(value))
             elif name == ENVIRONMENT:
                 info = json.loads(str(value))
@@ -153,15 +154,14 @@ def summary_lines(results: RunResults, results_path: Path | None) -> list[str]:
 def _target_lines(results: RunResults) -> list[str]:
     if not results.targets:
         return []
-    measured: dict[str, float] = {}
-    for result in results.tests.values():
-        measured.update(result.measurements)
     lines = ["targets:"]
     for name, target in results.targets.items():
-        if name not in measured:
+        values = [r.measurements[name] for r in results.tests.values() if name in r.measurements]
+        if not values:
             lines.append(f"  {name} {target}: NOT MEASURED")
             continue
-        missed = any(name in m for r in results.tests.values() for m in r.targets_missed)
-        lines.append(f"  {name} {target}: {measured[name] * 1000:.0f} ms "
-                     f"{'MISSED' if missed else 'met'}")
+        missed = sum(1 for r in results.tests.values() for m in r.targets_missed
+                     if m.startswith(f"{name} = "))
+        verdict = f"MISSED {missed} of {len(values)}" if missed else f"met ({len(values)})"
+        lines.append(f"  {name} {target}: worst {max(values) * 1000:.0f} ms, {verdict}")
     return lines

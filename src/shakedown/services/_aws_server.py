@@ -287,10 +287,10 @@ def error_response(environ: Environ, start_response: StartResponse, rule: dict[s
     message = str(rule.get("message") or f"injected by shakedown: {code}")
     request_id = str(uuid.uuid4())
     fault = "Sender" if status < 500 else "Receiver"
-    headers = [("x-amzn-RequestId", request_id), ("x-amzn-ErrorType", code),
-               ("x-amz-request-id", request_id)]
+    headers = [("x-amzn-RequestId", request_id)]
     content_type = environ.get("CONTENT_TYPE", "")
     if environ.get("HTTP_X_AMZ_TARGET") or rule.get("protocol") == "rest-json":
+        headers.append(("x-amzn-ErrorType", code))
         body = json.dumps({"__type": str(rule.get("type_prefix") or "") + code,
                            "message": message}).encode()
         json_type = content_type if content_type.startswith("application/x-amz-json") \
@@ -302,7 +302,7 @@ def error_response(environ: Environ, start_response: StartResponse, rule: dict[s
         body = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
                 f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
                 f"<RequestId>{request_id}</RequestId></Error>").encode()
-        headers.append(("Content-Type", "application/xml"))
+        headers += [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)]
     else:
         body = ("<?xml version=\"1.0\"?>\n<ErrorResponse><Error>"
                 f"<Type>{fault}</Type><Code>{escape(code)}</Code>"
@@ -458,7 +458,13 @@ def _share_model_loader() -> None:
         return loader if not args and not kwargs else create(*args, **kwargs)
 
     shared.shared_by_shakedown = True  # type: ignore[attr-defined]
-    moto_utils.create_loader = shared
+    moto_utils.create_loader = shared  # type: ignore[attr-defined]
+    try:  # the boto3 session moto lists regions with reads the same models: same loader
+        from moto.core.base_backend import AccountSpecificBackend
+
+        AccountSpecificBackend.get_session()._session.register_component("data_loader", loader)
+    except Exception as exc:  # an optimisation only
+        print(f"shakedown: botocore loader not shared: {exc}", file=sys.stderr)
 
 
 def _warm_request_path(services: list[str]) -> None:
@@ -528,7 +534,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"shakedown aws server on http://{args.host}:{args.port} "
           f"(region {config['region']}, services {', '.join(config['services']) or '-'}) "
           f"ready in {time.monotonic() - began:.3f}s (imports {imported - began:.3f}s, "
-          f"backends {warmed - imported:.3f}s, resources {created - warmed:.3f}s)", flush=True)
+          f"backends {warmed - imported:.3f}s, resources {created - warmed:.3f}s; "
+          f"cpu {time.process_time():.3f}s)", flush=True)
     server.serve_forever()
 
 

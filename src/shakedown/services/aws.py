@@ -273,7 +273,7 @@ class AwsService(ProcessService):
     def _control(self, method: str, path: str, json_body: Any = None,
                  ok: tuple[int, ...] = (200, 201)) -> httpx.Response:
         if self._http is None:
-            self._http = httpx.Client(base_url=self.url, timeout=30.0, trust_env=False)
+            self._http = httpx.Client(base_url=self.url, timeout=10.0, trust_env=False)
         try:
             response = self._http.request(method, path, json=json_body)
         except httpx.HTTPError as exc:

@@ -30,11 +30,11 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import httpx
 import psycopg
@@ -75,10 +75,14 @@ BASE_PARAMETERS: dict[str, Any] = {
     "logging_collector": "off",
     "dynamic_shared_memory_type": "posix",
 }
-# Unlike the postgres kind, full_page_writes stays on: pg_rewind needs it.
+# Fewer than the postgres kind's, so that a killed member behaves as in production:
+# - synchronous_commit stays on: with it off, a commit is acknowledged before its WAL leaves
+#   the server's memory, and a SIGKILLed leader loses it (and so do replicas, which are sent
+#   flushed WAL only);
+# - full_page_writes stays on: pg_rewind needs it;
+# - fsync off only skips flushes to disk: a killed process loses nothing the OS already has.
 FAST_PARAMETERS: dict[str, Any] = {
     "fsync": "off",
-    "synchronous_commit": "off",
     "shared_buffers": "16MB",
 }
 
@@ -189,6 +193,8 @@ class PatroniService(ProcessService):
         self._template: Template | None = None
         self._patroni: str | None = None
         self._client: httpx.Client | None = None
+        self._followers: list[int] = []
+        self._spawned_at = 0.0
 
     # -- members and addresses ---------------------------------------------------------------
     @property
@@ -396,8 +402,6 @@ class PatroniService(ProcessService):
         parameters = dict(BASE_PARAMETERS)
         if not self.spec.durable:
             parameters.update(FAST_PARAMETERS)
-        if self.spec.synchronous_mode:
-            parameters["synchronous_commit"] = "on"  # or commits would not wait for the standby
         for key, value in self.spec.settings.items():
             parameters[key] = ("on" if value else "off") if isinstance(value, bool) else value
         return parameters
@@ -465,7 +469,31 @@ class PatroniService(ProcessService):
                      cwd=self.member_dir(index), run_as=self.ctx.run_as)
 
     def start(self) -> None:
-        self.processes = [self._spawn_member(i) for i in range(self.member_count)]
+        """Spawn the first member; the others follow once its Patroni is up (see
+        ``_start_followers``)."""
+        self.processes = [self._spawn_member(0)]
+        self._followers = list(range(1, self.member_count))
+        self._spawned_at = time.monotonic()
+        if os.environ.get("XXSTAGGER") == "0":
+            self._spawned_at = 0
+
+    def _start_followers(self) -> None:
+        """Spawn the other members once the first one's REST API answers (or after a second).
+
+        They cannot do anything before a leader exists, and three Python interpreters starting
+        at once on a small machine slow the first one down: started after it, they leave it
+        the CPU, it wins the initialize race (so the first leader is member 0), and they are
+        up by the time it holds the leader lock."""
+        if not self._followers:
+            return
+        if time.monotonic() - self._spawned_at < 1.0:
+            try:
+                self.rest(0, "/liveness", timeout=0.1)
+            except httpx.HTTPError:
+                return
+        with self._lock:
+            followers, self._followers = self._followers, []
+            self._processes.extend(self._spawn_member(i) for i in followers)
 
     def start_member(self, which: int | str) -> None:
         """Start one member's Patroni again after a kill (it adopts a running postgres)."""
@@ -485,6 +513,7 @@ class PatroniService(ProcessService):
         return state
 
     def _ready_probe(self) -> bool:
+        self._start_followers()
         leaders = []
         waiting = []
         for member in self.members:
@@ -520,7 +549,7 @@ class PatroniService(ProcessService):
                  f"{self.member_count - 1} replica(s) streaming")
         self.ready_seconds = wait_ready(self._ready_probe, service=self.name, check=check,
                                         timeout=self.spec.ready_timeout,
-                                        watch=self._patroni_processes(), interval=0.01,
+                                        watch=_Live(self._patroni_processes), interval=0.01,
                                         max_interval=0.05)
 
     def wait_leader(self, timeout: float, exclude: str | None = None) -> Member:
@@ -705,6 +734,27 @@ class PatroniService(ProcessService):
         self.password = state.get("password", self.password)
         self.replication_password = state.get("replication_password",
                                               self.replication_password)
+
+
+class _Live(Sequence[Spawned]):
+    """A sequence re-read on every access: the processes a readiness wait watches, when
+    members are spawned during the wait."""
+
+    def __init__(self, source: Callable[[], list[Spawned]]) -> None:
+        self._source = source
+
+    @overload
+    def __getitem__(self, index: int) -> Spawned: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Spawned]: ...
+    def __getitem__(self, index: int | slice) -> Spawned | Sequence[Spawned]:
+        return self._source()[index]
+
+    def __len__(self) -> int:
+        return len(self._source())
+
+    def __iter__(self) -> Iterator[Spawned]:
+        return iter(self._source())
 
 
 def _is_postmaster_of(pid: int, pgdata: Path) -> bool:

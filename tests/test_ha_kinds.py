@@ -1,0 +1,300 @@
+"""The high-availability kinds against the real binaries: etcd (1 and 3 members), a 3-member
+Patroni cluster behind HAProxy (routing, failover after a crash of the leader's postgres and
+of the whole leader member), PgBouncer, and bad input that fails clearly, leaving nothing."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from shakedown.environment import Environment
+from shakedown.errors import MissingBinaryError, TopologyError
+from shakedown.process import group_members, tagged_processes
+from shakedown.services import (
+    EtcdService,
+    HAProxyService,
+    PatroniService,
+    PgBouncerService,
+)
+from shakedown.topology import load_topology
+
+CLUSTER = """
+    [services.dcs]
+    kind = "etcd"
+
+    [services.db]
+    kind = "postgres-ha"
+    etcd = "dcs"
+    databases = ["app"]
+    init = ["schema.sql"]
+    {extra}
+
+    [services.lb]
+    kind = "haproxy"
+    backend = "db"
+    """
+SCHEMA = "CREATE TABLE t (id int primary key, v text);\n"
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # the thing being waited for is not there yet
+            last = exc
+        time.sleep(0.02)
+    raise AssertionError(f"{what}: not within {timeout}s (last error: {last})")
+
+
+def write_through(url: str, row: int) -> bool:
+    with psycopg.connect(url, autocommit=True, connect_timeout=1) as conn:
+        conn.execute("INSERT INTO t VALUES (%s, 'x')", (row,))
+    return True
+
+
+def count_through(url: str) -> int:
+    with psycopg.connect(url, autocommit=True, connect_timeout=1) as conn:
+        row = conn.execute("SELECT count(*) FROM t").fetchone()
+    return int(row[0]) if row else -1
+
+
+# -- etcd ----------------------------------------------------------------------------------------
+def test_etcd_single_member_is_healthy_and_stores_keys(
+    write_topology: Callable[..., Path],
+) -> None:
+    with Environment.from_file(write_topology('[services.dcs]\nkind = "etcd"\n')) as env:
+        dcs = env["dcs"]
+        assert isinstance(dcs, EtcdService)
+        assert dcs.roles() == ["etcd0"]
+        assert dcs.url == f"http://127.0.0.1:{dcs.port}"
+        assert dcs.exports()["endpoints"] == f"127.0.0.1:{dcs.port}"
+        assert dcs.healthy(0)
+        with dcs.client() as client:
+            client.put("/greeting", "hello")
+            assert client.get("/greeting") == "hello"
+            assert client.get("/missing") is None
+        if os.geteuid() == 0:
+            owner = os.stat(f"/proc/{dcs.pids[0]}").st_uid
+            assert pwd.getpwuid(owner).pw_name == "shakedown"
+        assert (env.measurements()["dcs.ready"]) < 5
+
+
+def test_etcd_three_members_keep_quorum_when_one_dies(
+    write_topology: Callable[..., Path],
+) -> None:
+    path = write_topology('[services.dcs]\nkind = "etcd"\nmembers = 3\n')
+    with Environment.from_file(path) as env:
+        dcs = env["dcs"]
+        assert isinstance(dcs, EtcdService)
+        assert dcs.roles() == ["etcd0", "etcd1", "etcd2"]
+        assert len(set(dcs.pids)) == 3, "each member is its own process"
+        assert dcs.url.count(",") == 2 and dcs.exports()["endpoints"].count(",") == 2
+        with dcs.client() as client:
+            client.put("/k", "v1")
+        from shakedown.services.etcd import EtcdClient
+
+        with EtcdClient([dcs.client_url(2)]) as third:
+            assert third.get("/k") == "v1"  # written through member 0, read on member 2
+        dcs.kill("etcd0")
+        assert dcs.status() == "partial"
+        with EtcdClient([dcs.client_url(1)], timeout=0.5) as second:
+            wait_until(lambda: second.put("/k", "v2") is None, 5, "write with 2 of 3 members")
+            assert second.get("/k") == "v2"
+        dcs.start_member("etcd0")
+        wait_until(lambda: dcs.healthy(0), 5, "etcd0 back and healthy")
+
+
+# -- Patroni + HAProxy ---------------------------------------------------------------------------
+def test_patroni_cluster_behind_haproxy_routes_and_survives_postgres_crash(
+    write_topology: Callable[..., Path],
+) -> None:
+    path = write_topology(CLUSTER.format(extra="") + """
+    [services.pool]
+    kind = "pgbouncer"
+    backend = "db"
+    """, schema__sql=SCHEMA)
+    with Environment.from_file(path) as env:
+        db, lb, pool = env["db"], env["lb"], env["pool"]
+        assert isinstance(db, PatroniService) and isinstance(lb, HAProxyService)
+        assert isinstance(pool, PgBouncerService)
+        leader = db.leader()
+        assert leader is not None
+        replicas = db.replicas()
+        assert sorted(m.name for m in [leader, *replicas]) == ["db0", "db1", "db2"]
+        with db.connect(leader) as conn:
+            states = conn.execute("SELECT application_name, state FROM pg_stat_replication"
+                                  ).fetchall()
+        assert sorted(states) == sorted((m.name, "streaming") for m in replicas)
+        for replica in replicas:
+            with db.connect(replica) as conn:
+                assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        assert db.primary_url == lb.primary_url and db.replica_url == lb.replica_url
+        assert db.exports()["url"].endswith(f":{lb.primary_port}/app")
+
+        # A write through HAProxy's primary port is read through its replicas port.
+        write_through(lb.primary_url, 1)
+        wait_until(lambda: count_through(lb.replica_url) == 1, 5, "row visible on replicas")
+        with psycopg.connect(lb.replica_url, autocommit=True) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        # PgBouncer in front of the cluster (its primary, through HAProxy) answers.
+        with pool.connect() as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+
+        # Kill postgres only on the leader: Patroni restarts it (or fails over).
+        roles = [p.role for p in db.processes]
+        assert f"postgres{leader.index}" in roles and f"patroni{leader.index}" in roles
+        old_pid = db.postmaster_pid(leader.index)
+        db.kill(f"postgres{leader.index}")
+        assert db.postmaster_pid(leader.index) != old_pid
+        assert f"patroni{leader.index}" in [p.role for p in db.processes if p.alive()]
+        began = time.monotonic()
+        wait_until(lambda: write_through(lb.primary_url, 2), 15, "write after postgres crash")
+        recovered = time.monotonic() - began
+        assert recovered < 15
+        assert count_through(lb.primary_url) == 2
+
+
+def test_patroni_fails_over_when_the_leader_member_is_killed(
+    write_topology: Callable[..., Path],
+) -> None:
+    path = write_topology(CLUSTER.format(extra="synchronous_mode = true"),
+                          schema__sql=SCHEMA)
+    with Environment.from_file(path) as env:
+        db, lb = env["db"], env["lb"]
+        assert isinstance(db, PatroniService) and isinstance(lb, HAProxyService)
+        old = db.leader()
+        assert old is not None
+        sync = [m["name"] for m in db.cluster_view()["members"]
+                if m["role"] == "sync_standby"]
+        assert len(sync) == 1
+        for row in range(1, 51):  # acknowledged by the synchronous standby
+            write_through(lb.primary_url, row)
+
+        member_processes = dict(db.iter_member_processes())[old]
+        assert {p.role for p in member_processes} == {f"patroni{old.index}",
+                                                     f"postgres{old.index}"}
+        killed = time.monotonic()
+        db.kill(old.name)  # SIGKILL Patroni and its postgres
+        for proc in member_processes:
+            assert not group_members(proc.pgid), f"{proc.role} left processes behind"
+        assert db.postmaster_pid(old.index) is None
+        assert not db._stray_postmasters(old.index)
+
+        wait_until(lambda: write_through(lb.primary_url, 1000), db.spec.ttl + 10,
+                   "a write through HAProxy after the leader's crash")
+        failover = time.monotonic() - killed
+        new = db.leader()
+        assert new is not None and new.name != old.name
+        assert new.name == sync[0], "only the synchronous standby may take over"
+        assert failover < db.spec.ttl + 5, f"failover took {failover:.1f}s"
+        assert count_through(lb.primary_url) == 51, "an acknowledged write was lost"
+    print(f"failover after a leader crash: {failover:.2f}s (ttl {db.spec.ttl})")
+
+
+# -- PgBouncer -----------------------------------------------------------------------------------
+def test_pgbouncer_in_front_of_postgres(write_topology: Callable[..., Path]) -> None:
+    path = write_topology("""
+        [services.pg]
+        kind = "postgres"
+        databases = ["app"]
+
+        [services.pool]
+        kind = "pgbouncer"
+        backend = "pg"
+        """)
+    with Environment.from_file(path) as env:
+        pg, pool = env["pg"], env["pool"]
+        assert isinstance(pool, PgBouncerService)
+        assert pool.url == (f"postgresql://postgres:{pg.exports()['password']}@127.0.0.1:"
+                            f"{pool.port}/app")
+        with psycopg.connect(pool.url, autocommit=True, prepare_threshold=None) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == ("app",)
+            conn.execute("CREATE TABLE through_pool (id int)")
+        with psycopg.connect(pg.url) as conn:
+            assert conn.execute("SELECT count(*) FROM through_pool").fetchone() == (0,)
+        with pool.connect("pgbouncer") as admin:
+            pools = admin.execute("SHOW CONFIG").fetchall()
+            assert ("pool_mode", "transaction") in {(r[0], r[1]) for r in pools}
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(pool.url.replace(pool.password, "wrong"), connect_timeout=2)
+        if os.geteuid() == 0:
+            owner = os.stat(f"/proc/{pool.pids[0]}").st_uid
+            assert pwd.getpwuid(owner).pw_name == "shakedown"
+
+
+# -- bad input -------------------------------------------------------------------------------------
+ETCD = '[services.dcs]\nkind = "etcd"\n'
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[services.dcs]\nkind = "etcd"\nmembers = 2\n', "odd number of members"),
+    ('[services.dcs]\nkind = "etcd"\nmembers = 0\n', "at least 1 member"),
+    ('[services.dcs]\nkind = "etcd"\nheartbeat_interval = "50ms"\n',
+     "election_timeout >= 5 * heartbeat_interval"),
+    (ETCD + '[services.db]\nkind = "postgres-ha"\netcd = "dcs"\nmembers = 0\n',
+     "at least 1 member"),
+    (ETCD + '[services.db]\nkind = "postgres-ha"\netcd = "dcs"\nloop_wait = 10\n'
+     'retry_timeout = 10\nttl = 20\n', "loop_wait + 2 * retry_timeout <= ttl"),
+    (ETCD + '[services.db]\nkind = "postgres-ha"\netcd = "dcs"\nttl = 10\n',
+     "does not accept ttl below 20"),
+    (ETCD + '[services.db]\nkind = "postgres-ha"\netcd = "dcs"\nretry_timeout = 1\n',
+     "does not accept retry_timeout below 3"),
+    ('[services.db]\nkind = "postgres-ha"\netcd = "dsc"\n', "no service named 'dsc'"),
+    ('[services.c]\nkind = "redis"\n[services.db]\nkind = "postgres-ha"\netcd = "c"\n',
+     "'c' is a redis service, not etcd"),
+    ('[services.pg]\nkind = "postgres"\n[services.lb]\nkind = "haproxy"\nbackend = "pg"\n',
+     "'pg' is a postgres service, not postgres-ha"),
+    ('[services.c]\nkind = "redis"\n[services.p]\nkind = "pgbouncer"\nbackend = "c"\n',
+     "not postgres or postgres-ha"),
+    ('[services.db]\nkind = "postgres-ha"\n', "services.db.etcd: missing required key"),
+])
+def test_bad_ha_topologies_fail_clearly(
+    write_topology: Callable[..., Path], text: str, expected: str,
+) -> None:
+    with pytest.raises(TopologyError) as info:
+        load_topology(write_topology(text))
+    assert expected in str(info.value)
+
+
+def test_named_services_are_dependencies(write_topology: Callable[..., Path]) -> None:
+    topology = load_topology(write_topology(CLUSTER.format(extra="") + """
+    [services.pool]
+    kind = "pgbouncer"
+    backend = "db"
+    """))
+    assert topology.dependencies("db") == {"dcs"}
+    assert topology.dependencies("lb") == {"db"}
+    assert topology.start_order() == ["dcs", "db", "lb", "pool"]
+
+
+def test_missing_etcd_binary_is_a_clear_error(write_topology: Callable[..., Path]) -> None:
+    path = write_topology('[services.dcs]\nkind = "etcd"\nbin_dir = "/nonexistent"\n')
+    with pytest.raises(MissingBinaryError) as info:
+        Environment.from_file(path).up()
+    assert "apt-get install -y etcd-server" in str(info.value)
+
+
+def test_missing_patroni_fails_before_start_and_leaves_nothing(
+    write_topology: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, runtime_root: Path,
+) -> None:
+    monkeypatch.setenv("SHAKEDOWN_PATRONI", "/nonexistent/patroni-venv")
+    path = write_topology(ETCD + '[services.db]\nkind = "postgres-ha"\netcd = "dcs"\n')
+    env = Environment.from_file(path)
+    with pytest.raises(MissingBinaryError) as info:
+        env.up()
+    message = str(info.value)
+    assert "/usr/bin/python3 -m venv /opt/shakedown/patroni-venv" in message
+    assert "scripts/bootstrap.sh" in message
+    assert not tagged_processes(root=runtime_root), "etcd must be stopped again"
