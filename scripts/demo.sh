@@ -28,3 +28,7 @@ shakedown down --name demo
 trap - EXIT
 left=$(ls /dev/shm/shakedown 2>/dev/null | grep -v '^ports$' || true)
 echo "left behind in the runtime dir: ${left:-nothing}"
+
+echo; echo "== the example suite, written with the pytest plugin"
+cd ../..
+pytest -p no:cacheprovider examples/demo

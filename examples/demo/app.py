@@ -28,7 +28,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         if self.path == "/health":
             with psycopg.connect(PRIMARY, connect_timeout=2) as conn:
                 conn.execute("SELECT 1")
@@ -44,7 +44,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, {"error": "not found"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self.path != "/orders":
             self._reply(404, {"error": "not found"})
             return
@@ -60,7 +60,7 @@ class Handler(BaseHTTPRequestHandler):
         CACHE.incr("orders")
         self._reply(201, {"id": row[0] if row else None})
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         print(f"{self.command} {self.path}", flush=True)
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,3 +60,22 @@ def test_control_port_in_use_exits_with_an_error(tmp_path: Path) -> None:
 def test_free_port_helper_gives_a_bindable_port() -> None:
     with socket.create_server(("127.0.0.1", free_port())):
         pass
+
+
+def test_module_entry_point_serves_too(tmp_path: Path) -> None:
+    port = free_port()
+    with (tmp_path / "server.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shakedown.netproxy", "--control-port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        with ProxyControl(f"http://127.0.0.1:{port}") as control:
+            control.wait_ready(20)
+            assert control.version().startswith("shakedown-netproxy")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(5) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)

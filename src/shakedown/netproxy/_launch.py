@@ -1,6 +1,14 @@
 """Starting the proxy server as its own process: its own session and process group (the
 caller stops it with SIGTERM to the group), output to a log file, the caller's tag variables
-in its environment."""
+in its environment.
+
+The child does not run ``python -m shakedown.netproxy``: that imports the top-level
+``shakedown`` package first, and its ``__init__`` pulls in the whole tool (environment,
+services, pydantic...), which costs hundreds of milliseconds before the control API can
+answer. Instead a three-line bootstrap registers ``shakedown`` as a bare package (its real
+directory, no ``__init__`` run) and calls the server's ``main``: the server only needs
+``shakedown.errors`` and this package. ``python -m shakedown.netproxy`` still works, slower.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import shakedown
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent  # .../shakedown
+_BOOTSTRAP = (
+    "import sys, types; package = types.ModuleType('shakedown'); "
+    "package.__path__ = [sys.argv[1]]; sys.modules['shakedown'] = package; "
+    "from shakedown.netproxy._server import main; sys.exit(main(sys.argv[2:]))"
+)
 
 
 def spawn_proxy_server(
@@ -20,18 +33,13 @@ def spawn_proxy_server(
     *,
     control_host: str = "127.0.0.1",
 ) -> subprocess.Popen[bytes]:
-    """Start ``python -m shakedown.netproxy`` answering on control_host:control_port.
+    """Start the proxy server answering on control_host:control_port.
 
     ``env`` is merged over os.environ (the run's tag, e.g. SHAKEDOWN_ENV_ID, goes there).
     Readiness is the caller's to check: ``ProxyControl(url).wait_ready(timeout)``.
     """
-    environment = {**os.environ, **(env or {})}
-    # The child must import this very shakedown, even when it was not installed.
-    source_root = str(Path(shakedown.__file__).resolve().parent.parent)
-    paths = [source_root, *filter(None, environment.get("PYTHONPATH", "").split(os.pathsep))]
-    environment["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     command = [
-        sys.executable, "-m", "shakedown.netproxy",
+        sys.executable, "-c", _BOOTSTRAP, str(_PACKAGE_DIR),
         "--control-port", str(control_port), "--control-host", control_host,
     ]
     with open(log_path, "ab") as log:
@@ -40,7 +48,7 @@ def spawn_proxy_server(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=environment,
+            env={**os.environ, **(env or {})},
             start_new_session=True,
             close_fds=True,
         )

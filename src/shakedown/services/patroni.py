@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import stat
@@ -194,6 +195,7 @@ class PatroniService(ProcessService):
         self._patroni: str | None = None
         self._client: httpx.Client | None = None
         self._followers: list[int] = []
+        self._slots_for = ""
         self._spawned_at = 0.0
 
     # -- members and addresses ---------------------------------------------------------------
@@ -474,8 +476,6 @@ class PatroniService(ProcessService):
         self.processes = [self._spawn_member(0)]
         self._followers = list(range(1, self.member_count))
         self._spawned_at = time.monotonic()
-        if os.environ.get("XXSTAGGER") == "0":
-            self._spawned_at = 0
 
     def _start_followers(self) -> None:
         """Spawn the other members once the first one's REST API answers (or after a second).
@@ -526,6 +526,7 @@ class PatroniService(ProcessService):
                 continue
             role, running = state.get("role"), state.get("state") == "running"
             if role in ("primary", "master") and running:
+                self._create_slots(member)
                 if self.rest(member, "/primary", timeout=0.25).status_code == 200:
                     leaders.append(member.name)
                 else:
@@ -543,6 +544,24 @@ class PatroniService(ProcessService):
         if waiting:
             raise NotReady("; ".join(waiting))
         return True
+
+    def _create_slots(self, leader: Member) -> None:
+        """Create the other members' replication slots on a new leader at once, as Patroni
+        does on its next HA cycle (up to ``loop_wait`` later, while the replicas already ask
+        for them): same names (``slot_name_from_member_name``), so Patroni keeps them."""
+        if self._slots_for == leader.name:
+            return
+        names = [_slot_name(m.name) for m in self.members if m.name != leader.name]
+        try:
+            with self.connect(leader) as conn:
+                for name in names:
+                    conn.execute(
+                        "SELECT pg_catalog.pg_create_physical_replication_slot(%s, true) "
+                        "WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots "
+                        "WHERE slot_name = %s)", (name, name))
+        except psycopg.Error:
+            return  # not accepting connections yet: the next probe tries again
+        self._slots_for = leader.name
 
     def wait_ready(self) -> None:
         check = (f"Patroni REST API: one leader (GET /primary 200) and "
@@ -755,6 +774,12 @@ class _Live(Sequence[Spawned]):
 
     def __iter__(self) -> Iterator[Spawned]:
         return iter(self._source())
+
+
+def _slot_name(member: str) -> str:
+    """Patroni's ``slot_name_from_member_name``."""
+    return re.sub("[^a-z0-9_]", lambda m: "_" if m.group(0) in "-." else f"u{ord(m.group(0)):04d}",
+                  member.lower())[:63]
 
 
 def _is_postmaster_of(pid: int, pgdata: Path) -> bool:

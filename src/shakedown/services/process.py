@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,7 +30,7 @@ class ProcessKindService(ProcessService):
     spec: ProcessSpec
 
     def _own(self) -> dict[str, str]:
-        return {"host": self.host, "port": str(self.port)}
+        return {"host": self.host, "port": str(self.port), "python": sys.executable}
 
     def _expand(self, text: str) -> str:
         def lookup(ref: Ref) -> str:

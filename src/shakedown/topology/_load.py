@@ -22,6 +22,9 @@ from ._named import named_services
 from ._refs import Ref, find_refs
 
 DEFAULT_FILE = "shakedown.toml"
+OWN_ONLY = ("python",)
+"""References a service may make to itself only: ``{python}`` is the interpreter running
+shakedown, so a user's Python process gets the same installed packages as the tests."""
 
 
 @dataclass(frozen=True)
@@ -296,11 +299,11 @@ def _check_ref(
 ) -> None:
     key = f"services.{owner}"
     if ref.service is None:
-        if ref.attr not in spec.exports:
+        if ref.attr not in (*spec.exports, *OWN_ONLY):
             raise TopologyError(
                 f"{label}: {key}: unknown reference {{{ref.attr}}}"
                 f"{did_you_mean(ref.attr, spec.exports)}",
-                checked=[f"a service's own attributes: {', '.join(spec.exports)}"],
+                checked=[f"a service's own attributes: {', '.join((*spec.exports, *OWN_ONLY))}"],
                 fix=["use {port} for the service's own port, {NAME.url} for another's URL",
                      "write {{ and }} for literal braces"],
             )
