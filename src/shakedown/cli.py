@@ -243,6 +243,160 @@ def reap_command(include_detached: bool) -> None:
 reap_command.name = "reap"
 
 
+@main.group()
+def fault() -> None:
+    """Inject faults into a running environment (and heal them)."""
+
+
+def _faults_of(files: tuple[str, ...], name: str) -> tuple[Environment, Any]:
+    env = Environment.attach(name, _state_root(files))
+    return env, env.faults
+
+
+def _fault_command(func: Callable[..., None]) -> Callable[..., None]:
+    return fault.command(name=func.__name__.rstrip("_").replace("_", "-"))(
+        file_option(name_option(_friendly(func))))
+
+
+@_fault_command
+@click.argument("service")
+@click.option("--process", help="Only this process of the service (see `shakedown status`).")
+def kill(service: str, process: str | None, files: tuple[str, ...], name: str) -> None:
+    """SIGKILL a service's processes and their children."""
+    _, faults = _faults_of(files, name)
+    faults.kill(service, process)
+    console.print(f"killed {service}" + (f" ({process})" if process else ""))
+
+
+@_fault_command
+@click.argument("service")
+@click.option("--process", help="Only this process of the service.")
+def pause(service: str, process: str | None, files: tuple[str, ...], name: str) -> None:
+    """SIGSTOP a service: its clients hang until resume."""
+    _, faults = _faults_of(files, name)
+    faults.pause(service, process)
+    console.print(f"paused {service}")
+
+
+@_fault_command
+@click.argument("service")
+@click.option("--process", help="Only this process of the service.")
+def resume(service: str, process: str | None, files: tuple[str, ...], name: str) -> None:
+    """SIGCONT a paused service."""
+    _, faults = _faults_of(files, name)
+    faults.resume(service, process)
+    console.print(f"resumed {service}")
+
+
+def _lifecycle(action: str) -> Callable[..., None]:
+    def command(service: str, files: tuple[str, ...], name: str) -> None:
+        env, faults = _faults_of(files, name)
+        getattr(faults, action)(service)
+        console.print(f"{action}: {service} ({env[service].status()})")
+
+    command.__name__ = action + "_"
+    command.__doc__ = {"stop": "Stop a service gracefully, keeping its port and data.",
+                       "start": "Start a stopped or killed service and wait until ready.",
+                       "restart": "Stop and start a service; same port, same data."}[action]
+    return command
+
+
+for _action in ("stop", "start", "restart"):
+    _fault_command(click.argument("service")(_lifecycle(_action)))
+
+
+@_fault_command
+@click.argument("link")
+@click.argument("delay")
+@click.option("--jitter", default="0ms", help="e.g. 50ms")
+@click.option("--direction", type=click.Choice(["downstream", "upstream", "both"]),
+              default="downstream", show_default=True)
+def latency(link: str, delay: str, jitter: str, direction: str, files: tuple[str, ...],
+            name: str) -> None:
+    """Delay data on a link, e.g. `shakedown fault latency api-db 200ms`."""
+    _, faults = _faults_of(files, name)
+    faults.latency(link, ms=_ms(delay), jitter=_ms(jitter), direction=direction)
+    console.print(f"latency {delay} on {link} ({direction})")
+
+
+@_fault_command
+@click.argument("link")
+@click.argument("kbps", type=float)
+@click.option("--direction", type=click.Choice(["downstream", "upstream", "both"]),
+              default="downstream", show_default=True)
+def bandwidth(link: str, kbps: float, direction: str, files: tuple[str, ...], name: str) -> None:
+    """Limit a link to KBPS kilobytes per second."""
+    _, faults = _faults_of(files, name)
+    faults.bandwidth(link, kbps, direction=direction)
+    console.print(f"bandwidth {kbps:g} KB/s on {link} ({direction})")
+
+
+@_fault_command
+@click.argument("link")
+def down_(link: str, files: tuple[str, ...], name: str) -> None:
+    """Refuse new connections on a link and drop open ones."""
+    _, faults = _faults_of(files, name)
+    faults.down(link)
+    console.print(f"link {link} is down")
+
+
+@_fault_command
+@click.argument("link")
+@click.argument("after", default="0ms")
+def reset_peer(link: str, after: str, files: tuple[str, ...], name: str) -> None:
+    """Reset connections on a link (after AFTER, default at once)."""
+    _, faults = _faults_of(files, name)
+    faults.reset_peer(link, _ms(after))
+    console.print(f"reset_peer on {link}")
+
+
+@_fault_command
+@click.argument("group_a")
+@click.argument("group_b")
+def partition(group_a: str, group_b: str, files: tuple[str, ...], name: str) -> None:
+    """Cut every link between two groups (comma-separated service names), both ways."""
+    _, faults = _faults_of(files, name)
+    cut = faults.partition(group_a.split(","), group_b.split(","))
+    console.print(f"partitioned {group_a} | {group_b}: links {', '.join(cut.params['links'])}")
+
+
+@_fault_command
+@click.argument("service")
+def isolate(service: str, files: tuple[str, ...], name: str) -> None:
+    """Cut every link to and from a service."""
+    _, faults = _faults_of(files, name)
+    faults.isolate(service)
+    console.print(f"isolated {service}")
+
+
+@_fault_command
+def heal(files: tuple[str, ...], name: str) -> None:
+    """Remove every toxic, resume paused services, start stopped and killed ones."""
+    _, faults = _faults_of(files, name)
+    faults.heal()
+    console.print("healed")
+
+
+@_fault_command
+def list_(files: tuple[str, ...], name: str) -> None:
+    """What is wrong right now: toxics on links, paused or stopped services."""
+    _, faults = _faults_of(files, name)
+    lines = faults.current()
+    for line in lines:
+        console.print(line, highlight=False)
+    if not lines:
+        console.print("no faults")
+
+
+def _ms(text: str) -> float:
+    from .topology import parse_duration
+
+    try:
+        return parse_duration(text) * 1000
+    except ValueError as exc:
+        raise ShakedownError(str(exc), fix=["write a duration such as 200ms or 1.5s"]) from None
+
+
 @main.command()
 @_friendly
 def doctor() -> None:

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -18,10 +19,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import EnvironmentStateError, did_you_mean
+from .errors import EnvironmentStateError, FaultError, did_you_mean
+from .faults import Faults, LinkRoute
+from .history import NEMESIS, History
+from .netproxy import ProxyControl
 from .process import (
     EnvRecord,
     PortAllocator,
+    Spawned,
     current_owner,
     disk_data_root,
     kill_tagged,
@@ -29,11 +34,13 @@ from .process import (
     remove_tree,
     runtime_root,
     service_user,
+    spawn,
     start_watchdog,
+    stop_group,
     tagged_processes,
     tmpfs_has_room,
 )
-from .services import Service, ServiceContext, create_service
+from .services import LOOPBACK, Service, ServiceContext, create_service
 from .topology import DEFAULT_FILE, Topology, load_topology
 from .topology._models import TopologyModel
 
@@ -51,6 +58,19 @@ class Event:
 
 class _DependencyFailed(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link's proxied address: what its ``from`` service (and a test) connects to in order
+    to reach ``to`` through the fault proxy."""
+
+    name: str
+    source: str
+    to: str
+    host: str
+    port: int
+    url: str
 
 
 class Environment:
@@ -82,6 +102,12 @@ class Environment:
         self._cancelled = threading.Event()
         self._record: EnvRecord | None = None
         self._record_lock = threading.Lock()
+        self.link_ports: dict[str, int] = {}
+        self.proxy_port: int | None = None
+        self._proxy_proc: Spawned | None = None
+        self._proxy: ProxyControl | None = None
+        self.history: History | None = None
+        self._faults: Faults | None = None
         self._owned = False
 
     # -- construction ----------------------------------------------------------------------
@@ -118,9 +144,19 @@ class Environment:
         env.data_dir = Path(state["data_dir"])
         env.started_at = state.get("started_at")
         env._ports = PortAllocator(runtime_root(), env.env_id)
+        env.link_ports = {k: int(v) for k, v in state.get("links", {}).items()}
         env._build_services({n: s["ports"] for n, s in state["services"].items()})
         for service_name, service_state in state["services"].items():
             env.services[service_name].restore_state(service_state)
+        proxy = state.get("proxy")
+        if proxy:
+            env.proxy_port = int(proxy["port"])
+            env._proxy_proc = Spawned.from_dict(proxy["process"])
+        record = runtime_root() / env.env_id / "env.json"
+        if record.exists():
+            env._record = EnvRecord.load(record)
+        if env.state_dir.exists() and env.started_at is not None:
+            env.history = History(env.state_dir / "history.jsonl", origin=env.started_at)
         return env
 
     # -- access ----------------------------------------------------------------------------
@@ -183,9 +219,11 @@ class Environment:
         self._cancelled.clear()
         self._register(root)
         self._owned = True
+        self.history = History(self.state_dir / "history.jsonl", origin=self.started_at)
         try:
             self._ports = PortAllocator(root, self.env_id)
             self._build_services(self._allocate_ports())
+            self._start_proxy()
             self._start_all()
             self.save_state()
         except BaseException:
@@ -258,10 +296,75 @@ class Environment:
             self.services[name] = create_service(spec, ctx)
 
     def _exports_for(self, consumer: str) -> Callable[[str], Mapping[str, str]]:
+        """What ``consumer`` sees of another service: through the link's proxy when a link
+        goes from ``consumer`` to it, the real address otherwise."""
+
         def exports(name: str) -> Mapping[str, str]:
+            for link_name, link in self.topology.model.links.items():
+                if link.source == consumer and link.to == name and link_name in self.link_ports:
+                    return self.services[name].exports_through(LOOPBACK,
+                                                               self.link_ports[link_name])
             return self.services[name].exports()
 
         return exports
+
+    # -- links and faults ----------------------------------------------------------------------
+    def _start_proxy(self) -> None:
+        """One fault-proxy process serves every link of the environment."""
+        links = self.topology.model.links
+        if not links:
+            return
+        assert self._ports is not None
+        self.proxy_port = self._ports.allocate()
+        self._proxy_proc = spawn(
+            [sys.executable, "-m", "shakedown.netproxy", "--control-port", str(self.proxy_port)],
+            role="netproxy", log_path=self.log_dir / "netproxy.log", env_id=self.env_id)
+        self._record_groups([self._proxy_proc.pgid])
+        self._emit("netproxy", "starting", None)
+        began = time.monotonic()
+        proxy = self.proxy()
+        assert proxy is not None
+        proxy.wait_ready(timeout=10)
+        for name, link in links.items():
+            target = self.services[link.to]
+            port = self._ports.allocate()
+            proxy.create(name, port, target.host, target.port)
+            self.link_ports[name] = port
+        self._emit("netproxy", "ready", time.monotonic() - began)
+
+    def proxy(self) -> ProxyControl | None:
+        """The control client of the environment's fault proxy (None without links)."""
+        if self.proxy_port is None:
+            return None
+        if self._proxy is None:
+            self._proxy = ProxyControl(f"http://{LOOPBACK}:{self.proxy_port}")
+        return self._proxy
+
+    def link(self, name: str) -> Link:
+        """A link's proxied address, so a test's own client can sit behind its toxics."""
+        links = self.topology.model.links
+        if name not in links or name not in self.link_ports:
+            raise FaultError(f"no link named {name!r}{did_you_mean(name, links)}",
+                             checked=[f"links: {', '.join(links) or 'none declared'}"],
+                             fix=["declare it: [links.NAME] from = \"a\", to = \"b\""])
+        spec, port = links[name], self.link_ports[name]
+        seen = self.services[spec.to].exports_through(LOOPBACK, port)
+        return Link(name=name, source=spec.source, to=spec.to, host=LOOPBACK, port=port,
+                    url=seen["url"])
+
+    @property
+    def faults(self) -> Faults:
+        """Kill, pause, restart services; latency, partitions and more on links; heal."""
+        if self._faults is None:
+            routes = {name: LinkRoute(name, link.source, link.to)
+                      for name, link in self.topology.model.links.items()}
+            self._faults = Faults(self.services, routes, self.proxy, lambda: self.history,
+                                  on_restart=self._after_restart)
+        return self._faults
+
+    def _after_restart(self) -> None:
+        self.record_processes()
+        self.save_state()
 
     def _start_all(self) -> None:
         deps = {name: self.topology.dependencies(name) for name in self.services}
@@ -292,6 +395,9 @@ class Environment:
 
     def _emit(self, service: str, event: str, seconds: float | None) -> None:
         self.events.append(Event(time.time(), service, event, seconds))
+        if self.history is not None:
+            self.history.append(NEMESIS, "info", "service",
+                                {"target": service, "event": event, "seconds": seconds})
         if self.observer is not None:
             self.observer(service, event, seconds)
 
@@ -299,10 +405,13 @@ class Environment:
     def record_processes(self) -> None:
         """Add the process groups of every service to the environment record, for the reaper.
         Called after every start (and by faults after a restart)."""
+        self._record_groups([p.pgid for s in self.services.values() for p in s.processes])
+
+    def _record_groups(self, pgids: list[int]) -> None:
         if self._record is None:
             return
         with self._record_lock:
-            groups = {p.pgid for s in self.services.values() for p in s.processes}
+            groups = set(pgids)
             if groups - set(self._record.groups):
                 self._record.groups = sorted(groups | set(self._record.groups))
                 self._record.save(runtime_root())
@@ -320,6 +429,9 @@ class Environment:
             "topology": self.topology.model.model_dump(mode="json", by_alias=True),
             "services": {name: s.to_state() for name, s in self.services.items()},
             "measurements": self.measurements(),
+            "links": self.link_ports,
+            "proxy": {"port": self.proxy_port, "process": self._proxy_proc.to_dict()}
+            if self._proxy_proc is not None else None,
         }
         path = self.state_dir / "state.json"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -339,6 +451,10 @@ class Environment:
         if not self.env_id:
             return []
         errors = self._stop_services()
+        if self._proxy_proc is not None:
+            stop_group(self._proxy_proc, timeout=5)
+        if self._proxy is not None:
+            self._proxy.close()
         kill_tagged(self.env_id)  # whatever escaped its process group
         if keep:
             self.save_state()
@@ -352,6 +468,8 @@ class Environment:
         self._stop_watchdog()
         for name in self.services:
             self._emit(name, "stopped", None)
+        if self.history is not None:
+            self.history.close()
         return errors
 
     def _stop_services(self) -> list[BaseException]:

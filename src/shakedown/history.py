@@ -72,11 +72,16 @@ class History:
     the wall-clock time of that origin so reports can show real times.
     """
 
-    def __init__(self, path: Path | None = None, ops: Iterable[Op] = ()) -> None:
+    def __init__(
+        self, path: Path | None = None, ops: Iterable[Op] = (), origin: float | None = None
+    ) -> None:
+        """``origin``: the wall-clock time that is time zero, so that several processes (a
+        test and ``shakedown fault`` from a terminal) append to one timeline; default now."""
         self._lock = threading.Lock()
         self._ops: list[Op] = list(ops)
-        self._origin = time.monotonic()
-        self.wall_origin = time.time()
+        self.wall_origin = time.time() if origin is None else origin
+        # Monotonic within the process, anchored once to the shared wall-clock origin.
+        self._origin = time.monotonic() - (time.time() - self.wall_origin)
         self.path = path
         self._file = path.open("a", encoding="utf-8") if path is not None else None
 

@@ -100,7 +100,12 @@ def _started_for(item: pytest.Item) -> Started:
 
 
 def _after_test(started: Started) -> None:
-    """Drop the test's databases in the background; the next test does not wait for it."""
+    """Heal what the test broke, so every test starts healthy (even after a failure); drop
+    the test's databases in the background, the next test does not wait for it."""
+    env = started.env
+    if env.faults.used:
+        env.faults.heal()
+        env.faults.used = False
     for service in started.env.services.values():
         if isinstance(service, PostgresService):
             for name in service.created_databases:

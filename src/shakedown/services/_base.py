@@ -85,6 +85,19 @@ class Service:
         """Attributes other services may reference as ``{name.attr}``."""
         return {"host": self.host, "port": str(self.port), "url": self.url}
 
+    def exports_through(self, host: str, port: int) -> dict[str, str]:
+        """The exports as seen through a proxy at host:port (a link): every address of the
+        service's main port is replaced by the proxy's."""
+        real = f"{self.host}:{self.port}"
+        seen: dict[str, str] = {}
+        for key, value in self.exports().items():
+            value = value.replace(real, f"{host}:{port}")
+            value = value.replace(f"host={self.host} port={self.port}",
+                                  f"host={host} port={port}")
+            seen[key] = value
+        seen.update(host=host, port=str(port))
+        return seen
+
     @property
     def log_path(self) -> Path:
         return self.ctx.log_dir / f"{self.name}.log"

@@ -11,7 +11,11 @@ Fast start, with Patroni's own bootstrap flow kept:
   place: same system identifier as the leader and a clean checkpoint the leader's WAL continues
   from, so they stream without a base backup (``basebackup`` with ``checkpoint: fast`` stays
   as the fallback, for a member re-created later);
-- ``wal_retrieve_retry_interval = 100ms`` so that a replica retries its first stream quickly.
+- ``wal_retrieve_retry_interval = 100ms`` so that a replica retries its first stream quickly;
+- member 0 starts first and the others once its REST API answers: three interpreters starting
+  at once on two cores slow the one that matters, and the others only wait for a leader;
+- the replicas' slots are created on the new leader as soon as it accepts connections, with
+  the names Patroni gives them, instead of on its next HA cycle (up to ``loop_wait`` later).
 
 Every member runs Patroni as the unprivileged service user from a Python environment that user
 can execute (``/opt/shakedown/patroni-venv`` by default, ``SHAKEDOWN_PATRONI`` to override).
@@ -27,6 +31,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import signal
 import stat
 import subprocess
@@ -371,7 +376,7 @@ class PatroniService(ProcessService):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def prepare(self) -> None:
-        patroni = self.patroni  # a missing Patroni fails before anything starts
+        self.patroni  # noqa: B018 - a missing Patroni fails before anything starts
         self._template = ensure_template(self.binaries, self.spec.initdb_options, self.ctx.run_as)
         run_as = self.ctx.run_as
         self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
@@ -382,11 +387,11 @@ class PatroniService(ProcessService):
         if run_as:
             run_as.chown(self.ctx.data_dir)
         with ThreadPoolExecutor(max_workers=self.member_count) as pool:
-            for future in [pool.submit(self._prepare_member, i, initdb, patroni)
+            for future in [pool.submit(self._prepare_member, i, initdb)
                            for i in range(self.member_count)]:
                 future.result()
 
-    def _prepare_member(self, index: int, initdb: Path, patroni: str) -> None:
+    def _prepare_member(self, index: int, initdb: Path) -> None:
         assert self._template is not None
         run_as = self.ctx.run_as
         directory = self.member_dir(index)
@@ -412,8 +417,8 @@ class PatroniService(ProcessService):
         member = self.member(index)
         directory = self.member_dir(index)
         etcd = self.ctx.peer_exports(self.spec.etcd)  # as this service sees it (links)
-        staged_copy = (f"/bin/sh -c 'rmdir \"$1\" 2>/dev/null; exec mv \"$0\" \"$1\"' "
-                       f"{directory / 'staged'} {self.pgdata(index)}")
+        staged_copy = shlex.join(["/bin/sh", "-c", 'rmdir "$1" 2>/dev/null; exec mv "$0" "$1"',
+                                  str(directory / "staged"), str(self.pgdata(index))])
         return {
             "scope": f"{self.ctx.env_id}-{self.name}",
             "namespace": "/shakedown/",

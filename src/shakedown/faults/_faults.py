@@ -1,0 +1,340 @@
+"""The ``Faults`` object behind ``env.faults`` and ``shakedown fault``."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+from ..errors import FaultError, did_you_mean
+from ..history import NEMESIS, History
+from ..netproxy import TOXIC_TYPES, ProxyControl
+from ..services import Killable, Pausable, Service
+
+Direction = Literal["upstream", "downstream", "both"]
+DIRECTIONS: tuple[str, ...] = ("upstream", "downstream", "both")
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class LinkRoute:
+    """A link as faults see it: traffic from ``source`` to ``to`` through proxy ``name``."""
+
+    name: str
+    source: str
+    to: str
+
+
+@dataclass
+class Fault:
+    """One active fault. A context manager: the block runs with the fault, which is healed on
+    exit even when the block raises."""
+
+    id: int
+    kind: str
+    target: str
+    params: dict[str, Any]
+    undo: Callable[[], None] = field(repr=False)
+    faults: Faults = field(repr=False)
+    healed: bool = False
+
+    def heal(self) -> None:
+        self.faults._heal_one(self)
+
+    def __enter__(self) -> Fault:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.heal()
+
+    def describe(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.kind} {self.target}" + (f" ({params})" if params else "")
+
+
+class Faults:
+    """Inject and heal faults in one environment."""
+
+    def __init__(
+        self,
+        services: Mapping[str, Service],
+        links: Mapping[str, LinkRoute],
+        proxy: Callable[[], ProxyControl | None],
+        history: Callable[[], History | None],
+        on_restart: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._services = services
+        self._links = links
+        self._proxy = proxy
+        self._history = history
+        self._on_restart = on_restart
+        self._active: list[Fault] = []
+        self._lock = threading.RLock()
+        self.used = False
+
+    # -- process faults ------------------------------------------------------------------------
+    def kill(self, service: str, process: str | None = None) -> Fault:
+        """SIGKILL the service's processes (or the one named ``process``) with their children."""
+        target = self._killable(service, "kill")
+        target.kill(process)
+        return self._add("kill", service, {"process": process} if process else {},
+                         undo=lambda: self._start(service))
+
+    def stop(self, service: str) -> Fault:
+        """Stop gracefully (as at ``down``), keeping data and port."""
+        self._killable(service, "stop")
+        self._services[service].stop()
+        return self._add("stop", service, {}, undo=lambda: self._start(service))
+
+    def start(self, service: str) -> None:
+        """Start a stopped or killed service again and wait until it is ready."""
+        self._killable(service, "start")
+        self._record("start", service, {})
+        self._start(service)
+        self._forget(lambda f: f.kind in ("kill", "stop") and f.target == service)
+
+    def restart(self, service: str) -> None:
+        """Stop, start, wait until ready: same port, same data."""
+        target = self._killable(service, "restart")
+        self._record("restart", service, {})
+        target.restart()
+        self._on_restart()
+
+    def pause(self, service: str, process: str | None = None) -> Fault:
+        """SIGSTOP the service (and its children): clients hang until ``resume``."""
+        target = self._pausable(service)
+        target.pause(process)
+        return self._add("pause", service, {"process": process} if process else {},
+                         undo=lambda: target.resume(process))
+
+    def resume(self, service: str, process: str | None = None) -> None:
+        self._pausable(service).resume(process)
+        self._record("resume", service, {"process": process} if process else {})
+        self._forget(lambda f: f.kind == "pause" and f.target == service)
+
+    def _start(self, service: str) -> None:
+        target = self._services[service]
+        start_again = getattr(target, "start_again", None)
+        if start_again is None:
+            raise FaultError(f"service {service!r} ({target.kind}) cannot be started again")
+        start_again()
+        self._on_restart()
+
+    # -- network faults --------------------------------------------------------------------------
+    def toxic(self, link: str, type: str, direction: Direction = "downstream",
+              toxicity: float = 1.0, **attributes: float) -> Fault:
+        """Add a toxic of ``type`` to a link, in one direction or both."""
+        route = self._route(link)
+        proxy = self._require_proxy()
+        if type not in TOXIC_TYPES:
+            raise FaultError(f"unknown toxic {type!r}{did_you_mean(type, TOXIC_TYPES)}",
+                             checked=[f"toxics: {', '.join(TOXIC_TYPES)}"],
+                             fix=["use one of the toxics listed"])
+        if direction not in DIRECTIONS:
+            raise FaultError(f"unknown direction {direction!r}{did_you_mean(direction, DIRECTIONS)}",
+                             checked=[f"directions: {', '.join(DIRECTIONS)}"])
+        streams = ["upstream", "downstream"] if direction == "both" or type == "down" \
+            else [direction]
+        fault_id = next(_ids)
+        added: list[str] = []
+        try:
+            for stream in streams:
+                name = f"{type}-{stream}-{fault_id}"
+                added.append(proxy.add_toxic(route.name, type, stream, toxicity, name=name,
+                                             **attributes))
+                if type == "down":
+                    break  # down acts on the whole link
+        except FaultError:
+            for name in added:  # all or nothing: a bad parameter changes nothing
+                proxy.remove_toxic(route.name, name)
+            raise
+
+        def undo() -> None:
+            for name in added:
+                proxy.remove_toxic(route.name, name)
+
+        params = {"direction": direction, **attributes}
+        if toxicity != 1.0:
+            params["toxicity"] = toxicity
+        return self._add(type, link, params, undo=undo, fault_id=fault_id)
+
+    def latency(self, link: str, ms: float, jitter: float = 0, *,
+                direction: Direction = "downstream", toxicity: float = 1.0) -> Fault:
+        return self.toxic(link, "latency", direction, toxicity, latency_ms=ms, jitter_ms=jitter)
+
+    def bandwidth(self, link: str, kbps: float, *, direction: Direction = "downstream",
+                  toxicity: float = 1.0) -> Fault:
+        return self.toxic(link, "bandwidth", direction, toxicity, rate_kbps=kbps)
+
+    def timeout(self, link: str, ms: float = 0, *, direction: Direction = "both",
+                toxicity: float = 1.0) -> Fault:
+        return self.toxic(link, "timeout", direction, toxicity, timeout_ms=ms)
+
+    def reset_peer(self, link: str, ms: float = 0, *, direction: Direction = "downstream",
+                   toxicity: float = 1.0) -> Fault:
+        return self.toxic(link, "reset_peer", direction, toxicity, timeout_ms=ms)
+
+    def slicer(self, link: str, average_size: int = 64, size_variation: int = 32,
+               delay_us: int = 100, *, direction: Direction = "downstream") -> Fault:
+        return self.toxic(link, "slicer", direction, average_size=average_size,
+                          size_variation=size_variation, delay_us=delay_us)
+
+    def limit_data(self, link: str, bytes: int, *, direction: Direction = "downstream") -> Fault:
+        return self.toxic(link, "limit_data", direction, bytes=bytes)
+
+    def down(self, link: str) -> Fault:
+        """Refuse new connections and drop open ones on the link."""
+        return self.toxic(link, "down", "both")
+
+    def partition(self, group_a: Iterable[str], group_b: Iterable[str]) -> Fault:
+        """Cut every link that crosses the two groups, both ways: data stops flowing (like
+        packets dropped), so clients time out rather than see a clean error."""
+        side_a, side_b = set(group_a), set(group_b)
+        for name in side_a | side_b:
+            self._service(name)
+        crossing = [r for r in self._links.values()
+                    if (r.source in side_a and r.to in side_b)
+                    or (r.source in side_b and r.to in side_a)]
+        if not crossing:
+            declared = ", ".join(f"{r.source}->{r.to}" for r in self._links.values())
+            raise FaultError(
+                f"no link crosses {sorted(side_a)} | {sorted(side_b)}: nothing to cut",
+                checked=[f"links: {declared or 'none'}"],
+                fix=["declare [links.NAME] from/to for the traffic to cut"])
+        parts = [self.toxic(r.name, "timeout", "both", timeout_ms=0) for r in crossing]
+        with self._lock:
+            for part in parts:
+                self._active.remove(part)
+
+        def undo() -> None:
+            for part in parts:
+                part.undo()
+
+        return self._add("partition", f"{sorted(side_a)} | {sorted(side_b)}",
+                         {"links": [r.name for r in crossing]}, undo=undo)
+
+    def isolate(self, service: str) -> Fault:
+        """Partition one service from every other."""
+        others = [name for name in self._services if name != service]
+        return self.partition([service], others)
+
+    # -- heal and bookkeeping ----------------------------------------------------------------
+    def heal(self) -> None:
+        """Remove every toxic, resume paused services, start killed or stopped ones."""
+        with self._lock:
+            active, self._active = list(self._active), []
+        proxy = self._proxy()
+        if proxy is not None:
+            proxy.reset()
+        for name, service in self._services.items():
+            if isinstance(service, Pausable) and service.status() == "paused":
+                service.resume()
+        for name, service in self._services.items():
+            if isinstance(service, Killable) and service.status() in ("stopped", "partial") \
+                    and getattr(service, "processes", None) is not None:
+                self._start(name)
+        for fault in active:
+            fault.healed = True
+            self._record_end(fault)
+        self._record("heal", "*", {"healed": [f.describe() for f in active]})
+
+    def active(self) -> list[Fault]:
+        """Faults injected through this object and not healed yet."""
+        with self._lock:
+            return list(self._active)
+
+    def current(self) -> list[str]:
+        """What is wrong right now, read from the proxy and the processes (so it also shows
+        faults injected by another process, e.g. ``shakedown fault`` in a terminal)."""
+        lines = []
+        proxy = self._proxy()
+        if proxy is not None:
+            for name, info in sorted(proxy.proxies().items()):
+                for toxic in info["toxics"]:
+                    attrs = ", ".join(f"{k}={v:g}" for k, v in toxic["attributes"].items())
+                    lines.append(f"link {name}: {toxic['type']} {toxic['stream']}"
+                                 + (f" ({attrs})" if attrs else "")
+                                 + (f" toxicity={toxic['toxicity']:g}"
+                                    if toxic["toxicity"] != 1 else ""))
+        for name, service in self._services.items():
+            status = service.status()
+            if status in ("paused", "stopped", "partial") and isinstance(service, Killable):
+                lines.append(f"service {name}: {status}")
+        return lines
+
+    def _heal_one(self, fault: Fault) -> None:
+        with self._lock:
+            if fault.healed:
+                return
+            fault.healed = True
+            if fault in self._active:
+                self._active.remove(fault)
+        fault.undo()
+        self._record_end(fault)
+
+    def _add(self, kind: str, target: str, params: dict[str, Any], *,
+             undo: Callable[[], None], fault_id: int | None = None) -> Fault:
+        fault = Fault(fault_id or next(_ids), kind, target, params, undo, self)
+        with self._lock:
+            self._active.append(fault)
+        self.used = True
+        self._record("fault-start", target, {"id": fault.id, "kind": kind, **params})
+        return fault
+
+    def _forget(self, match: Callable[[Fault], bool]) -> None:
+        with self._lock:
+            gone = [f for f in self._active if match(f)]
+            self._active = [f for f in self._active if not match(f)]
+        for fault in gone:
+            fault.healed = True
+            self._record_end(fault)
+
+    def _record_end(self, fault: Fault) -> None:
+        self._record("fault-end", fault.target, {"id": fault.id, "kind": fault.kind})
+
+    def _record(self, f: str, target: str, params: Mapping[str, Any]) -> None:
+        self.used = True
+        history = self._history()
+        if history is not None:
+            history.append(NEMESIS, "info", f, {"target": target, **params})
+
+    # -- lookups ---------------------------------------------------------------------------------
+    def _service(self, name: str) -> Service:
+        if name not in self._services:
+            raise FaultError(f"no service named {name!r}{did_you_mean(name, self._services)}",
+                             checked=[f"services: {', '.join(self._services)}"],
+                             fix=["name one of the services listed"])
+        return self._services[name]
+
+    def _killable(self, name: str, action: str) -> Killable:
+        service = self._service(name)
+        if not isinstance(service, Killable):
+            raise FaultError(
+                f"service {name!r} ({service.kind}) does not support {action}: shakedown runs "
+                "no process for it", fix=["inject network faults on a link to it instead"])
+        return service
+
+    def _pausable(self, name: str) -> Pausable:
+        service = self._service(name)
+        if not isinstance(service, Pausable):
+            raise FaultError(f"service {name!r} ({service.kind}) does not support pause",
+                             fix=["inject network faults on a link to it instead"])
+        return service
+
+    def _route(self, link: str) -> LinkRoute:
+        if link not in self._links:
+            raise FaultError(f"no link named {link!r}{did_you_mean(link, self._links)}",
+                             checked=[f"links: {', '.join(self._links) or 'none declared'}"],
+                             fix=["declare it: [links.NAME] from = \"a\", to = \"b\""])
+        return self._links[link]
+
+    def _require_proxy(self) -> ProxyControl:
+        proxy = self._proxy()
+        if proxy is None:
+            raise FaultError("the environment has no fault proxy running",
+                             fix=["declare a [links.NAME] table so shakedown starts one"])
+        return proxy
