@@ -327,10 +327,12 @@ def test_references_env_and_restart(write_topology: Callable[..., Path]) -> None
         table = aws.client("dynamodb").describe_table(TableName="things")["Table"]
         assert ":eu-west-3:" in table["TableArn"]
         aws.client("dynamodb").put_item(TableName="things", Item={"k": {"S": "v"}})
-        aws.kill()
+        env.faults.kill("aws")  # an AWS outage, through the faults layer
         assert aws.status() == "stopped"
-        aws.start_again()
-        env.record_processes()
+        with pytest.raises(FaultError, match="does not answer"):
+            aws.rules()
+        env.faults.heal()  # starts it again, with its declared resources
+        assert aws.status() == "running"
         assert aws.client("dynamodb").scan(TableName="things")["Items"] == []
         pid = aws.pids[0]
         began = time.monotonic()

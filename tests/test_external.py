@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from shakedown.environment import Environment
-from shakedown.errors import ServiceStartError, TopologyError
+from shakedown.errors import FaultError, ServiceStartError, TopologyError
 from shakedown.process import tagged_processes
 from shakedown.services import ExternalService, Killable, Pausable
 from shakedown.topology import load_topology
@@ -74,9 +74,13 @@ def test_http_external_ready_exports_and_references(
         assert api.ready_seconds is not None and api.ready_seconds < 1
         assert httpx.get(env["client"].url, trust_env=False).text == \
             f"{http_server}/api 127.0.0.1 {port}"
-        # No processes: process faults do not apply (the faults layer refuses them).
+        # No processes: process faults do not apply, and the faults layer says so.
         assert not isinstance(api, Killable) and not isinstance(api, Pausable)
         assert not hasattr(api, "kill") and not hasattr(api, "pause")
+        for fault in (env.faults.kill, env.faults.pause, env.faults.stop):
+            with pytest.raises(FaultError, match="'api' \\(external\\) does not support"):
+                fault("api")
+        env.faults.heal()  # nothing to heal on an external service, and no error
 
 
 def test_http_default_readiness_accepts_any_answer_below_500(

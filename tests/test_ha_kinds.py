@@ -111,8 +111,8 @@ def test_etcd_three_members_keep_quorum_when_one_dies(
         with EtcdClient([dcs.client_url(1)], timeout=0.5) as second:
             wait_until(lambda: second.put("/k", "v2") is None, 5, "write with 2 of 3 members")
             assert second.get("/k") == "v2"
-        dcs.start_member("etcd0")
-        wait_until(lambda: dcs.healthy(0), 5, "etcd0 back and healthy")
+        dcs.start_again()  # what a fault's heal does: the killed member only
+        assert dcs.status() == "running" and dcs.healthy(0)
 
 
 # -- Patroni + HAProxy ---------------------------------------------------------------------------
@@ -200,6 +200,16 @@ def test_patroni_fails_over_when_the_leader_member_is_killed(
         assert new.name == sync[0], "only the synchronous standby may take over"
         assert failover < db.spec.ttl + 5, f"failover took {failover:.1f}s"
         assert count_through(lb.primary_url) == 51, "an acknowledged write was lost"
+
+        # Heal: the killed member comes back and rejoins as a streaming replica.
+        db.start_again()
+        assert db.status() == "running"
+        assert db.leader() == new
+        assert old.name in {m.name for m in db.replicas()}
+        with db.connect(old) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        wait_until(lambda: count_through(old.url) == 51, 10,
+                   "the old leader replays the new leader's WAL")
     print(f"failover after a leader crash: {failover:.2f}s (ttl {db.spec.ttl})")
 
 

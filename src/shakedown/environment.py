@@ -27,6 +27,7 @@ from .process import (
     EnvRecord,
     PortAllocator,
     Spawned,
+    check_reachable,
     current_owner,
     disk_data_root,
     kill_tagged,
@@ -286,6 +287,8 @@ class Environment:
 
     def _build_services(self, ports: Mapping[str, list[int]]) -> None:
         run_as = service_user()
+        if self._owned:
+            check_reachable(self.data_dir, run_as)
         for name, spec in self.topology.services.items():
             ctx = ServiceContext(
                 env_id=self.env_id, name=name, topology=self.topology,

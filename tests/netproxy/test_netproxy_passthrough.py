@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from netproxy_support import free_port, recv_exact, round_trip
+from netproxy_support import Handler, TcpServer, free_port, recv_all, recv_exact, round_trip
 
 from shakedown.netproxy import ProxyControl
 
@@ -182,3 +182,32 @@ def test_round_trip_without_toxics_is_fast(echo_proxy: tuple[str, int], connect:
     sock = connect(echo_proxy[1])
     assert min(round_trip(sock) for _ in range(20)) < 0.005
 
+
+
+def test_switching_while_the_reader_is_stalled_keeps_the_stream_exact(
+    make_server: Callable[[Handler], TcpServer],
+    make_proxy: MakeProxy,
+    connect: Connect,
+    control: ProxyControl,
+) -> None:
+    """Toxics come and go while the client reads nothing, so the proxy is blocked on a full
+    socket (bytes left in the splice pipe, or a pipeline waiting to write)."""
+    payload = os.urandom(8 * 1024 * 1024)
+
+    def send_payload(conn: socket.socket) -> None:
+        conn.sendall(payload)
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(10)
+        while conn.recv(65536):
+            pass
+
+    name, port = make_proxy(make_server(send_payload).port)
+    sock = connect(port)
+    time.sleep(0.2)  # buffers fill up; the proxy stops on a full client socket
+    toxic = control.add_toxic(name, "latency", latency_ms=1)
+    time.sleep(0.1)
+    head = recv_exact(sock, 1024 * 1024)  # the pipeline runs, then stalls again
+    time.sleep(0.1)
+    control.remove_toxic(name, toxic)  # removed while blocked on writing
+    time.sleep(0.1)
+    assert head + recv_all(sock) == payload

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from netproxy_support import TcpServer, closed_by_peer, free_port, round_trip
 
-from shakedown.netproxy import ProxyControl
+from shakedown.netproxy import ProxyControl, spawn_proxy_server
 
 Spawn = Callable[..., tuple[subprocess.Popen[bytes], str]]
 
@@ -30,11 +30,17 @@ def test_server_exits_cleanly_on_signal_and_closes_connections(
     with ProxyControl(url) as control:
         info = control.create("e", 0, "127.0.0.1", echo_server.port)
     port = int(info["listen"].rsplit(":", 1)[1])
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as held:
         round_trip(sock)
+        round_trip(held)
+        with ProxyControl(url) as control:  # both now in the toxic pipeline, one holding data
+            control.add_toxic("e", "timeout", stream="upstream", toxicity=1.0)
+        held.sendall(b"held")
         os.killpg(process.pid, signum)
         assert process.wait(5) == 0
-        assert closed_by_peer(sock)  # the proxy closed our connection on its way out
+        assert closed_by_peer(sock)  # the proxy closed our connections on its way out
+        assert closed_by_peer(held)
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)  # no process left in its group
     with pytest.raises(ConnectionRefusedError):
@@ -42,8 +48,6 @@ def test_server_exits_cleanly_on_signal_and_closes_connections(
 
 
 def test_control_port_in_use_exits_with_an_error(tmp_path: Path) -> None:
-    from shakedown.netproxy import spawn_proxy_server
-
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         log = tmp_path / "server.log"
@@ -55,11 +59,6 @@ def test_control_port_in_use_exits_with_an_error(tmp_path: Path) -> None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)
     assert "cannot listen" in Path(log).read_text()
-
-
-def test_free_port_helper_gives_a_bindable_port() -> None:
-    with socket.create_server(("127.0.0.1", free_port())):
-        pass
 
 
 def test_module_entry_point_serves_too(tmp_path: Path) -> None:

@@ -10,8 +10,15 @@ connections when added or removed. Knows nothing of services or topologies.
 from __future__ import annotations
 
 from ._client import ProxyControl
-from ._launch import spawn_proxy_server
+from ._launch import server_command, spawn_proxy_server
 from ._proxy import ProxyInfo
 from ._toxics import TOXIC_TYPES, ToxicInfo
 
-__all__ = ["TOXIC_TYPES", "ProxyControl", "ProxyInfo", "ToxicInfo", "spawn_proxy_server"]
+__all__ = [
+    "TOXIC_TYPES",
+    "ProxyControl",
+    "ProxyInfo",
+    "ToxicInfo",
+    "server_command",
+    "spawn_proxy_server",
+]

@@ -4,14 +4,21 @@ between its two ways of moving bytes.
 Fast path (no toxic acts on the direction): ``os.splice`` moves bytes socket → pipe → socket
 inside the kernel, driven by the event loop's ``add_reader``/``add_writer`` on the raw
 non-blocking sockets. Python never sees the bytes; per chunk it pays one wake-up and two system
-calls. Measured on the 2-core development machine (bench/proxy_bulk.py), this keeps bulk
-transfer well above 1 GB/s and adds ~30-40 µs to a small request/response round trip. The
-alternatives measured with the same harness: asyncio streams copying through Python reach
-~600 MB/s; a splice thread per direction shaved a few µs off an idle round trip but lost a
-third of the throughput with many busy connections (GIL hand-offs) and makes the live switch
-harder; uvloop and a bare ``select.epoll`` loop were within noise of asyncio here, because the
-cost of a round trip is dominated by the kernel waking the proxy twice, not by Python. So: the
-standard asyncio loop plus splice, no extra dependency.
+calls.
+
+Why this one, measured with bench/proxy_bulk.py on the 2-core development machine (shared with
+other work, so noisy): bulk transfer through the proxy ~1.0-1.4 GB/s (direct 2-3.5 GB/s), and
+23-29 µs added to the median round trip of small messages (direct 15-19 µs). Alternatives
+measured with the same harness on prototypes: asyncio streams copying through Python reach
+~600 MB/s bulk; a splice thread per direction gave a ~10 µs lower idle round trip but 13-24%
+fewer requests/s with 8-32 busy connections (GIL hand-offs) and a harder live switch; uvloop
+was within noise on one connection and at most +12% with many; a bare ``select.epoll`` loop
++13% at 32 connections, nothing on one. The cost of a round trip is the kernel waking the proxy
+twice, not Python, so: the standard asyncio loop plus splice, no extra dependency.
+Those two extra wake-ups per round trip are also why a tight loopback ping-pong (PING to redis,
+32-byte echo) runs at only 0.3-0.45 of its direct round trips/s through the proxy here, short
+of the 0.85 aimed at; the ratio reaches 0.85 for workloads whose direct round trip is at least
+~150 µs (the benchmark prints that bound each run).
 
 Pipeline (one or more toxics act): a reader callback puts chunks into a bounded buffer (full
 buffer = stop reading, so TCP pushes back on the sender) and one task runs the head chunk

@@ -76,6 +76,8 @@ class Effect:
 
 
 class Latency(Effect):
+    """Each piece leaves latency_ms ± jitter_ms after it was ready (stacked latencies add)."""
+
     async def process(self, piece: Piece, emit: Emit) -> None:
         jitter = self.attrs["jitter_ms"]
         delay_ms = self.attrs["latency_ms"] + (random.uniform(-jitter, jitter) if jitter else 0.0)
@@ -85,6 +87,8 @@ class Latency(Effect):
 
 
 class Bandwidth(Effect):
+    """At most rate_kbps KB/s (KB = 1000 bytes, as in Toxiproxy)."""
+
     def __init__(self, spec: ToxicSpec, link: Link, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(spec, link, loop)
         self._rate = self.attrs["rate_kbps"] * 1000.0  # bytes per second; KB = 1000 bytes
@@ -105,6 +109,9 @@ class Bandwidth(Effect):
 
 
 class Timeout(Effect):
+    """Pass nothing; with timeout_ms > 0 close the connection that long after the toxic
+    starts acting on it (connection opened, or toxic added), with 0 hold until removed."""
+
     def start(self) -> None:
         timeout_ms = self.attrs["timeout_ms"]
         if timeout_ms > 0:
@@ -116,11 +123,16 @@ class Timeout(Effect):
 
 
 class ResetPeer(Effect):
+    """Reset (RST) the connection timeout_ms after the toxic starts acting on it; 0 = at once.
+    Data flows normally until then."""
+
     def start(self) -> None:
         self._timer = self.loop.call_later(self.attrs["timeout_ms"] / 1000.0, self.link.reset)
 
 
 class Slicer(Effect):
+    """Cut data into pieces of average_size ± size_variation bytes, delay_us apart."""
+
     async def process(self, piece: Piece, emit: Emit) -> None:
         if piece.eof or not piece.data:
             await emit(piece)
@@ -141,6 +153,9 @@ class Slicer(Effect):
 
 
 class LimitData(Effect):
+    """Close the connection once ``bytes`` bytes have passed in this direction (counted from
+    when the toxic started acting on the connection)."""
+
     def __init__(self, spec: ToxicSpec, link: Link, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(spec, link, loop)
         self._limit = int(self.attrs["bytes"])

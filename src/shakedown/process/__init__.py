@@ -19,17 +19,17 @@ from ._records import EnvRecord, all_records, current_owner, remove_tree
 from ._spawn import (
     Spawned,
     family,
-    signal_family,
     group_members,
     kill_group,
     log_tail,
     pid_alive,
+    signal_family,
     signal_group,
     spawn,
     stop_group,
     wait_group_gone,
 )
-from ._users import RunAs, service_user
+from ._users import RunAs, check_reachable, service_user
 from ._watchdog import start_watchdog
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "Spawned",
     "all_records",
     "cache_root",
+    "check_reachable",
     "command_probe",
     "copy_tree",
     "current_owner",

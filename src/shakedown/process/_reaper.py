@@ -9,10 +9,10 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._paths import ROOT_VARIABLE, TAG_VARIABLE
-from ._records import EnvRecord, all_records, remove_tree
 import psutil
 
+from ._paths import ROOT_VARIABLE, TAG_VARIABLE
+from ._records import EnvRecord, all_records, remove_tree
 from ._spawn import Spawned, group_members, kill_group
 
 _TAG = TAG_VARIABLE.encode() + b"="

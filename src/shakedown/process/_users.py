@@ -59,3 +59,24 @@ def _create_user() -> pwd.struct_passwd:
                  "or run shakedown as a non-root user",
                  "or set SHAKEDOWN_SERVICE_USER to an existing unprivileged user"],
         ) from None
+
+
+def check_reachable(path: Path, run_as: RunAs | None) -> None:
+    """Fail clearly when the service user cannot walk into ``path`` (a parent directory
+    closed to others, like pytest's tmp directories or /root, would make the server fail
+    later with a terse 'Permission denied')."""
+    if run_as is None:
+        return
+    for directory in (path, *path.parents):
+        if not directory.exists():
+            continue
+        info = directory.stat()
+        if info.st_uid != run_as.uid and not info.st_mode & 0o001:
+            raise ShakedownError(
+                f"the service user {run_as.user!r} cannot reach {path}: {directory} is closed "
+                f"to other users (mode {oct(info.st_mode & 0o777)})",
+                checked=[f"execute permission for others on {directory}"],
+                fix=["unset SHAKEDOWN_RUNTIME_DIR / SHAKEDOWN_DISK_DIR to use the defaults",
+                     "or point them at a directory the user can reach (e.g. under /dev/shm)",
+                     f"or: chmod o+x {directory}"],
+            )

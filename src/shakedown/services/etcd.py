@@ -132,14 +132,26 @@ class EtcdService(ProcessService):
         self.processes = [self._spawn_member(i) for i in range(self.members)]
 
     def start_member(self, role: str) -> None:
-        """Start one member again after a kill (the others keep running)."""
+        """Start one member (``etcd0``) again after a kill; the others keep running."""
+        index = next((i for i in range(self.members) if self.member_name(i) == role), None)
+        if index is None:
+            self._select(role)  # raises the error that lists the roles
+            return
         with self._lock:
-            index = next(i for i in range(self.members) if self.member_name(i) == role)
-            for proc in self._select(role):
-                if proc.alive():
-                    return
-            fresh = self._spawn_member(index)
-            self.processes = [fresh if p.role == role else p for p in self.processes]
+            if any(p.alive() for p in self.processes if p.role == role):
+                return
+            others = [p for p in self.processes if p.role != role]
+            self.processes = [*others, self._spawn_member(index)]
+
+    def start_again(self) -> None:
+        """Start the members that are not running (all after a stop, one after a kill of
+        one) and wait until every member is healthy."""
+        with self._lock:
+            alive = {p.role for p in self.processes if p.alive()}
+            for index in range(self.members):
+                if self.member_name(index) not in alive:
+                    self.start_member(self.member_name(index))
+        self.wait_ready()
 
     def healthy(self, index: int) -> bool:
         """``GET /health`` of member ``index`` says ``{"health": "true"}``."""

@@ -507,9 +507,21 @@ class PatroniService(ProcessService):
             current = [p for p in self.processes if p.role == f"patroni{index}"]
             if any(p.alive() for p in current):
                 return
-            fresh = self._spawn_member(index)
-            self.processes = [p for p in self.processes if p.role != f"patroni{index}"]
-            self.processes.append(fresh)
+            others = [p for p in self.processes if p.role != f"patroni{index}"]
+            self.processes = [*others, self._spawn_member(index)]
+
+    def start_again(self) -> None:
+        """Start the members whose Patroni is not running (all after a stop, one after a kill
+        of one: it rejoins as a replica, rewound if needed) and wait until the cluster is
+        ready again (one leader, every replica streaming)."""
+        with self._lock:
+            alive = {p.role for p in self._patroni_processes() if p.alive()}
+            if not alive:
+                self.start()
+            for index in range(self.member_count):
+                if f"patroni{index}" not in alive and index not in self._followers:
+                    self.start_member(index)
+        self.wait_ready()
 
     def member_state(self, member: Member, timeout: float = 1.0) -> dict[str, Any]:
         """Patroni's ``GET /patroni`` of one member."""
@@ -693,6 +705,16 @@ class PatroniService(ProcessService):
             return [p for p in self.processes if p.role in (f"patroni{index}",
                                                             f"postgres{index}")]
         return super()._select(role)
+
+    def status(self) -> str:
+        """As for every process service, and 'partial' too while a member's Patroni runs
+        without its postgres (killed, and not started again by Patroni yet)."""
+        state = super().status()
+        if state == "running":
+            roles = {p.role for p in self.processes if p.alive()}
+            if any(f"postgres{i}" not in roles for i in range(self.member_count)):
+                return "partial"
+        return state
 
     def roles(self) -> list[str]:
         return [*(f"member{i}" for i in range(self.member_count)),
