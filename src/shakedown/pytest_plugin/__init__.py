@@ -18,6 +18,7 @@ import pytest
 
 from ..environment import Environment
 from ..errors import MissingBinaryError, ShakedownError, mask_url
+from ..history import NEMESIS
 from ..services import PostgresService
 from ._manager import SCOPES, EnvironmentManager, Started
 from ._options import add_options, settings_from
@@ -53,8 +54,9 @@ def pytest_configure(config: pytest.Config) -> None:
         # Workers inherit the run id, so that all of them copy logs into one run directory.
         os.environ["SHAKEDOWN_RUN_ID"] = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     run_id = os.environ.get("SHAKEDOWN_RUN_ID", "unknown")
-    config.stash[MANAGER] = EnvironmentManager(settings, worker)
-    config.stash[RESULTS] = RunResults(run_id, settings.state_root / "runs" / run_id)
+    run_dir = settings.state_root / "runs" / run_id
+    config.stash[MANAGER] = EnvironmentManager(settings, worker, run_dir)
+    config.stash[RESULTS] = RunResults(run_id, run_dir)
     config.stash[FAILURES] = {}
 
 
@@ -67,8 +69,16 @@ def shakedown_env(request: pytest.FixtureRequest) -> Iterator[Environment]:
     started = _started_for(item)
     item.stash.setdefault(USED, []).append(started)
     started.measured_index[item.nodeid] = len(started.env.recorded)
+    _mark(started.env, item, "start")
     yield started.env
     _after_test(started)
+    _mark(started.env, item, "end")
+
+
+def _mark(env: Environment, item: pytest.Item, event: str) -> None:
+    """Tests on the environment's timeline, so a report can cut the history per test."""
+    if env.history is not None:
+        env.history.append(NEMESIS, "info", "test", {"target": item.nodeid, "event": event})
 
 
 def _started_for(item: pytest.Item) -> Started:

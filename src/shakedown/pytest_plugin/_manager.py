@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,9 +39,10 @@ class Started:
 
 
 class EnvironmentManager:
-    def __init__(self, settings: Settings, worker: str) -> None:
+    def __init__(self, settings: Settings, worker: str, run_dir: Path) -> None:
         self.settings = settings
         self.worker = worker
+        self.run_dir = run_dir
         self.started: dict[tuple[Path, str], Started] = {}
 
     # -- which topology ----------------------------------------------------------------------
@@ -142,8 +144,20 @@ class EnvironmentManager:
 
     def _down(self, key: tuple[Path, str]) -> None:
         started = self.started.pop(key)
+        self.keep_history(started.env)
         if started.owned:
             started.env.down()
+
+    def keep_history(self, env: Environment) -> Path | None:
+        """Copy the environment's history (faults, service events, test marks, workload
+        operations) into the run directory, where checkers and reports read it offline."""
+        source = env.state_dir / "history.jsonl"
+        if not source.exists():
+            return None
+        target = self.run_dir / "histories" / f"{env.name}.jsonl"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        return target
 
     def envs_of(self, keys: list[tuple[Path, str]]) -> list[Started]:
         return [self.started[k] for k in keys if k in self.started]

@@ -1,5 +1,6 @@
 """The ``pgbouncer`` kind: Debian's PgBouncer pooling connections to a ``postgres`` or
-``postgres-ha`` service (for the latter: its primary, through HAProxy when one fronts it).
+``postgres-ha`` service (for the latter: its primary through HAProxy when one fronts the
+cluster; without HAProxy, the member that was leader when PgBouncer started).
 Clients log in as the backend's superuser with the backend's password, checked by PgBouncer
 (``auth_type``, SCRAM by default) against an ``auth_file`` that holds the password, which
 PgBouncer also uses to log in to the server. Runs as the unprivileged service user (PgBouncer
