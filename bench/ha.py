@@ -11,12 +11,14 @@ within 1 s of its promotion (pg_is_in_recovery() turning false on it)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +86,8 @@ def one_run(directory: Path, timing: dict[str, int], index: int) -> Run:
         old = db.leader()
         assert old is not None, "no leader after ready"
         survivors = [m for m in db.members if m.name != old.name]
+        for member in survivors:  # replication is asynchronous: wait for the table
+            wait_for(functools.partial(_has_table, member.url), 10)
         promoted: list[float] = []
         stop = threading.Event()
 
@@ -119,7 +123,8 @@ def one_run(directory: Path, timing: dict[str, int], index: int) -> Run:
                 break
             except psycopg.Error:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("no write succeeded through HAProxy after the failover")
+                    raise RuntimeError(
+                        "no write succeeded through HAProxy after the failover") from None
                 time.sleep(0.01)
         watcher.join(timeout=5)
         stop.set()
@@ -127,6 +132,19 @@ def one_run(directory: Path, timing: dict[str, int], index: int) -> Run:
         return Run(ready=ready, failover=written - killed, promotion=promotion)
     finally:
         env.down()
+
+
+def _has_table(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True, connect_timeout=1) as conn:
+        return conn.execute("SELECT to_regclass('bench') IS NOT NULL").fetchone() == (True,)
+
+
+def wait_for(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise RuntimeError("a replica did not receive the benchmark table")
+        time.sleep(0.01)
 
 
 def stats(values: list[float]) -> str:

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -22,7 +21,7 @@ from typing import Any
 from .errors import EnvironmentStateError, FaultError, did_you_mean
 from .faults import Faults, LinkRoute
 from .history import NEMESIS, History
-from .netproxy import ProxyControl
+from .netproxy import ProxyControl, server_command
 from .process import (
     EnvRecord,
     PortAllocator,
@@ -320,8 +319,7 @@ class Environment:
         assert self._ports is not None
         self.proxy_port = self._ports.allocate()
         self._proxy_proc = spawn(
-            [sys.executable, "-m", "shakedown.netproxy", "--control-port", str(self.proxy_port)],
-            role="netproxy", log_path=self.log_dir / "netproxy.log", env_id=self.env_id)
+            server_command(self.proxy_port), role="netproxy", log_path=self.log_dir / "netproxy.log", env_id=self.env_id)
         self._record_groups([self._proxy_proc.pgid])
         self._emit("netproxy", "starting", None)
         began = time.monotonic()

@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import httpx
-
 from ..errors import ServiceStartError
 from ..waits import scaled
 from ._spawn import Spawned, log_tail
@@ -102,6 +100,8 @@ def tcp_probe(host: str, port: int) -> Probe:
 
 
 def http_probe(url: str, status: int = 200) -> Probe:
+    import httpx  # here, not at the top: the watchdog imports this package and must start fast
+
     client = httpx.Client(timeout=1.0, trust_env=False)
 
     def probe() -> bool:
