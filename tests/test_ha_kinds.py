@@ -214,8 +214,11 @@ def test_patroni_fails_over_when_the_leader_member_is_killed(
 
 
 # -- PgBouncer -----------------------------------------------------------------------------------
-def test_pgbouncer_in_front_of_postgres(write_topology: Callable[..., Path]) -> None:
-    path = write_topology("""
+@pytest.mark.parametrize("auth_type", ["scram-sha-256", "md5", "plain"])
+def test_pgbouncer_in_front_of_postgres(
+    write_topology: Callable[..., Path], auth_type: str,
+) -> None:
+    path = write_topology(f"""
         [services.pg]
         kind = "postgres"
         databases = ["app"]
@@ -223,6 +226,7 @@ def test_pgbouncer_in_front_of_postgres(write_topology: Callable[..., Path]) -> 
         [services.pool]
         kind = "pgbouncer"
         backend = "pg"
+        auth_type = "{auth_type}"
         """)
     with Environment.from_file(path) as env:
         pg, pool = env["pg"], env["pool"]
@@ -237,6 +241,7 @@ def test_pgbouncer_in_front_of_postgres(write_topology: Callable[..., Path]) -> 
         with pool.connect("pgbouncer") as admin:
             pools = admin.execute("SHOW CONFIG").fetchall()
             assert ("pool_mode", "transaction") in {(r[0], r[1]) for r in pools}
+            assert ("auth_type", auth_type) in {(r[0], r[1]) for r in pools}
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(pool.url.replace(pool.password, "wrong"), connect_timeout=2)
         if os.geteuid() == 0:

@@ -398,6 +398,35 @@ def _ms(text: str) -> float:
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=True, path_type=Path))
+@click.option("--lag-bound", default=None, help="Bound for replication lag samples, e.g. 5s.")
+@_friendly
+def check(run_dir: Path, lag_bound: str | None) -> None:
+    """Re-run the checkers on a stored run's histories (a run directory or one .jsonl)."""
+    from .checkers import check_history
+    from .history import History
+
+    paths = [run_dir] if run_dir.is_file() else sorted(run_dir.glob("histories/*.jsonl"))
+    if not paths:
+        raise ShakedownError(f"no history in {run_dir}",
+                             checked=[f"{run_dir}/histories/*.jsonl"],
+                             fix=["pass a run directory: .shakedown/runs/RUN_ID"])
+    bound = _ms(lag_bound) / 1000 if lag_bound else None
+    table = Table("history", "checker", "result", "explanation")
+    worst = 0
+    for path in paths:
+        results = check_history(History.load(path), lag_bound_s=bound)
+        if not results:
+            table.add_row(path.name, "-", "no checker applies", "")
+        for name, result in results.items():
+            colour = {"valid": "green", "invalid": "red"}.get(result.validity, "yellow")
+            table.add_row(path.name, name, f"[{colour}]{result.validity}[/]", result.explanation)
+            worst = max(worst, {"valid": 0, "unknown": 0, "invalid": 1}[result.validity])
+    console.print(table)
+    sys.exit(worst)
+
+
+@main.command()
 @_friendly
 def doctor() -> None:
     """Check which server binaries are installed, their versions, and how to install the rest."""

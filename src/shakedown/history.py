@@ -17,6 +17,9 @@ from typing import Any, Literal
 OpType = Literal["invoke", "ok", "fail", "info"]
 OP_TYPES: tuple[OpType, ...] = ("invoke", "ok", "fail", "info")
 NEMESIS = "nemesis"
+FINAL = "final"
+"""The process that records final reads (``f="final-read"``, ``f="final-balances"``...), so a
+stored history holds everything its checkers need and ``shakedown check`` can re-run them."""
 
 
 @dataclass(frozen=True)
@@ -165,3 +168,8 @@ class History:
                 start = pending.pop(op.process)
                 pairs[slots[start.index]] = (start, op)
         return pairs
+
+
+def record_final(history: History, f: str, value: Any, **extra: Any) -> Op:
+    """Record a final read (e.g. ``record_final(h, "final-read", sorted(ids))``)."""
+    return history.append(FINAL, "ok", f, value, **extra)

@@ -1,0 +1,46 @@
+"""Checking a stored history offline (``shakedown check RUN_DIR``): the checkers that apply are
+found from the operations the history holds, and their inputs (final reads, the bank total)
+from the ``final`` process's operations recorded with ``history.record_final``:
+
+- ``add`` operations and a ``final-read`` → ``set_full``
+- ``transfer``/``read`` operations and ``final-balances`` (extra ``total``) → ``bank``
+- ``roles`` samples → ``single_leader``
+- ``lag`` samples, with a bound → ``replication_lag``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..history import FINAL, History
+from ._bank import bank
+from ._lag import replication_lag
+from ._leader import single_leader
+from ._result import Result, unknown
+from ._set import set_full
+
+
+def check_history(history: History, *, lag_bound_s: float | None = None) -> dict[str, Result]:
+    """Every checker that applies to the history, by name."""
+    ops = history.ops()
+    client_fs = {op.f for op in ops if not op.is_nemesis and op.process != FINAL}
+    finals = {op.f: op for op in ops if op.process == FINAL}
+    results: dict[str, Result] = {}
+    if "add" in client_fs:
+        final = finals.get("final-read")
+        results["set"] = set_full(history, final.value if final else None)
+    if "transfer" in client_fs:
+        results["bank"] = _bank(history, finals.get("final-balances"))
+    if any(op.f == "roles" for op in ops):
+        results["single_leader"] = single_leader(history)
+    if any(op.f == "lag" for op in ops):
+        results["replication_lag"] = (
+            replication_lag(history, lag_bound_s) if lag_bound_s is not None
+            else unknown("lag samples recorded but no bound given (--lag-bound)"))
+    return results
+
+
+def _bank(history: History, final: Any) -> Result:
+    if final is None or "total" not in final.extra:
+        return unknown("no final-balances with a total recorded: cannot check the bank")
+    return bank(history, final.value, int(final.extra["total"]))
