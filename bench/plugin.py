@@ -21,10 +21,9 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import repeat, verdict  # noqa: E402
-
-from shakedown import Environment  # noqa: E402
-from shakedown.services import PostgresService  # noqa: E402
+from _common import repeat, verdict
+from shakedown import Environment
+from shakedown.services import PostgresService
 
 TOPOLOGY = """
 [services.db]
@@ -35,7 +34,8 @@ SCHEMA = """
 CREATE TABLE customers (id bigserial PRIMARY KEY, name text NOT NULL, email text UNIQUE);
 CREATE TABLE orders (id bigserial PRIMARY KEY, customer bigint REFERENCES customers,
                      total numeric(10, 2), created timestamptz DEFAULT now());
-INSERT INTO customers (name, email) SELECT 'c' || g, 'c' || g || '@x' FROM generate_series(1, 500) g;
+INSERT INTO customers (name, email)
+    SELECT 'c' || g, 'c' || g || '@x' FROM generate_series(1, 500) g;
 INSERT INTO orders (customer, total) SELECT 1 + g % 500, g FROM generate_series(1, 2000) g;
 """
 

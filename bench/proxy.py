@@ -19,10 +19,9 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import verdict  # noqa: E402
-
-from shakedown import Environment  # noqa: E402
-from shakedown.services import PostgresService  # noqa: E402
+from _common import verdict
+from shakedown import Environment
+from shakedown.services import PostgresService
 
 TOPOLOGY = """
 [services.db]

@@ -28,12 +28,11 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Figures, repeat, timed, verdict  # noqa: E402
-
-from shakedown.environment import Environment  # noqa: E402
-from shakedown.process import PortAllocator, runtime_root, service_user  # noqa: E402
-from shakedown.services import find_binaries  # noqa: E402
-from shakedown.services._pgbin import ensure_template  # noqa: E402
+from _common import Figures, repeat, timed, verdict
+from shakedown.environment import Environment
+from shakedown.process import PortAllocator, runtime_root, service_user
+from shakedown.services import find_binaries
+from shakedown.services._pgbin import ensure_template
 
 
 def topology(text: str) -> Path:

@@ -153,9 +153,9 @@ def test_partition_and_heal(env: Environment) -> None:
     assert sorted(cut.params["links"]) == ["app-cache", "app-db"]
     with pytest.raises(redis.TimeoutError):
         redis.Redis.from_url(env.link("app-cache").url, socket_timeout=0.3).ping()
-    with pytest.raises(psycopg.OperationalError):
-        with pg(env.link("app-db").url, connect_timeout=1) as conn:
-            conn.execute("SELECT 1")
+    with pytest.raises(psycopg.OperationalError), \
+            pg(env.link("app-db").url, connect_timeout=1) as conn:
+        conn.execute("SELECT 1")
     env.faults.heal()
     with pg(env.link("app-db").url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -258,9 +258,9 @@ def test_fault_log_in_the_history(env: Environment) -> None:
 def test_bad_input_changes_nothing(env: Environment) -> None:
     proxy = env.proxy()
     assert proxy is not None
-    with pytest.raises(FaultError, match="no service named 'dbb'.*did you mean 'db'"):
+    with pytest.raises(FaultError, match=r"no service named 'dbb'.*did you mean 'db'"):
         env.faults.kill("dbb")
-    with pytest.raises(FaultError, match="no link named 'app-dbb'.*did you mean 'app-db'"):
+    with pytest.raises(FaultError, match=r"no link named 'app-dbb'.*did you mean 'app-db'"):
         env.faults.latency("app-dbb", ms=10)
     with pytest.raises(FaultError, match="latency"):
         env.faults.latency("app-db", ms=-5, direction="both")
@@ -275,9 +275,9 @@ def test_bad_input_changes_nothing(env: Environment) -> None:
 
 
 def test_faults_without_links(write_topology: Callable[..., Path]) -> None:
-    with Environment.from_file(write_topology('[services.cache]\nkind = "redis"\n')) as env:
-        with pytest.raises(FaultError, match="no link named 'x'"):
-            env.faults.latency("x", ms=1)
+    path = write_topology('[services.cache]\nkind = "redis"\n')
+    with Environment.from_file(path) as env, pytest.raises(FaultError, match="no link named 'x'"):
+        env.faults.latency("x", ms=1)
 
 
 def test_cli_faults_on_a_running_environment(write_topology: Callable[..., Path]) -> None:

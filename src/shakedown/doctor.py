@@ -47,7 +47,8 @@ def _machine() -> list[Check]:
     if os.geteuid() == 0:
         try:
             user = service_user()
-            checks.append(Check("service user", True, f"servers run as {user.user if user else '?'}"))
+            who = user.user if user else "?"
+            checks.append(Check("service user", True, f"servers run as {who}"))
         except ShakedownError as exc:
             checks.append(Check("service user", False, exc.what))
     return checks

@@ -319,7 +319,8 @@ class Environment:
         assert self._ports is not None
         self.proxy_port = self._ports.allocate()
         self._proxy_proc = spawn(
-            server_command(self.proxy_port), role="netproxy", log_path=self.log_dir / "netproxy.log", env_id=self.env_id)
+            server_command(self.proxy_port), role="netproxy",
+            log_path=self.log_dir / "netproxy.log", env_id=self.env_id)
         self._record_groups([self._proxy_proc.pgid])
         self._emit("netproxy", "starting", None)
         began = time.monotonic()

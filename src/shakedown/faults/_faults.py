@@ -135,7 +135,8 @@ class Faults:
                              checked=[f"toxics: {', '.join(TOXIC_TYPES)}"],
                              fix=["use one of the toxics listed"])
         if direction not in DIRECTIONS:
-            raise FaultError(f"unknown direction {direction!r}{did_you_mean(direction, DIRECTIONS)}",
+            hint = did_you_mean(direction, DIRECTIONS)
+            raise FaultError(f"unknown direction {direction!r}{hint}",
                              checked=[f"directions: {', '.join(DIRECTIONS)}"])
         streams = ["upstream", "downstream"] if direction == "both" or type == "down" \
             else [direction]
@@ -230,7 +231,7 @@ class Faults:
         proxy = self._proxy()
         if proxy is not None:
             proxy.reset()
-        for name, service in self._services.items():
+        for service in self._services.values():
             if isinstance(service, Pausable) and service.status() == "paused":
                 service.resume()
         for name, service in self._services.items():

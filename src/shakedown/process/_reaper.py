@@ -4,6 +4,7 @@ owner died), and from the watchdog the moment an owner dies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from dataclasses import dataclass, field
@@ -81,10 +82,8 @@ def kill_tagged(env_id: str) -> list[int]:
     for pgid in groups:
         kill_group(Spawned(role="reaped", pid=pgid, pgid=pgid, log_path=Path("/dev/null")))
     for pid in pids:  # a tagged process that left its group
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return pids
 
 
