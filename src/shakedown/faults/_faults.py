@@ -12,7 +12,7 @@ from typing import Any, Literal
 from ..errors import FaultError, did_you_mean
 from ..history import NEMESIS, History
 from ..netproxy import TOXIC_TYPES, ProxyControl
-from ..services import Killable, Pausable, Service
+from ..services import AwsFaultable, Killable, Pausable, Service
 
 Direction = Literal["upstream", "downstream", "both"]
 DIRECTIONS: tuple[str, ...] = ("upstream", "downstream", "both")
@@ -223,6 +223,35 @@ class Faults:
         others = [name for name in self._services if name != service]
         return self.partition([service], others)
 
+    # -- AWS faults ------------------------------------------------------------------------------
+    def aws_error(self, target: str, service: str, operation: str, error: str,
+                  probability: float = 1.0, status: int | None = None,
+                  message: str | None = None) -> Fault:
+        """Make an AWS operation of the emulator fail as AWS would (status, error body), e.g.
+        throttled DynamoDB: ``aws_error("aws", "dynamodb", "PutItem",
+        "ProvisionedThroughputExceededException", probability=0.5)``."""
+        emulator = self._aws(target)
+        rule = emulator.add_error_rule(service, operation, error, probability, status, message)
+        params = {"service": service, "operation": operation, "error": error,
+                  "probability": probability}
+        return self._add("aws_error", target, params, undo=lambda: emulator.remove_rule(rule))
+
+    def aws_latency(self, target: str, service: str, operation: str, ms: float,
+                    probability: float = 1.0) -> Fault:
+        """Delay an AWS operation of the emulator by ``ms``."""
+        emulator = self._aws(target)
+        rule = emulator.add_latency_rule(service, operation, ms, probability)
+        params = {"service": service, "operation": operation, "ms": ms,
+                  "probability": probability}
+        return self._add("aws_latency", target, params, undo=lambda: emulator.remove_rule(rule))
+
+    def _aws(self, name: str) -> AwsFaultable:
+        service = self._service(name)
+        if not isinstance(service, AwsFaultable):
+            raise FaultError(f"service {name!r} ({service.kind}) is not an AWS emulator",
+                             fix=["name a service of kind 'aws'"])
+        return service
+
     # -- heal and bookkeeping ----------------------------------------------------------------
     def heal(self) -> None:
         """Remove every toxic, resume paused services, start killed or stopped ones."""
@@ -231,6 +260,9 @@ class Faults:
         proxy = self._proxy()
         if proxy is not None:
             proxy.reset()
+        for service in self._services.values():
+            if isinstance(service, AwsFaultable) and service.status() == "running":
+                service.clear_rules()
         for service in self._services.values():
             if isinstance(service, Pausable) and service.status() == "paused":
                 service.resume()
@@ -265,6 +297,8 @@ class Faults:
             status = service.status()
             if status in ("paused", "stopped", "partial") and isinstance(service, Killable):
                 lines.append(f"service {name}: {status}")
+            if isinstance(service, AwsFaultable) and status == "running":
+                lines.extend(f"aws {name}: {rule}" for rule in service.rules())
         return lines
 
     def _heal_one(self, fault: Fault) -> None:
