@@ -25,6 +25,25 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
+# --- Patroni, for the postgres-ha service kind -------------------------------------------------
+# Patroni runs as the unprivileged service user, so it needs a Python environment that user can
+# execute: a venv made from Debian's /usr/bin/python3 at a system path (a Python kept under
+# /root, such as pyenv's, cannot be run by another user). Created once; skipped when present.
+PATRONI_VENV="${SHAKEDOWN_PATRONI:-/opt/shakedown/patroni-venv}"
+if [ ! -x "$PATRONI_VENV/bin/patroni" ]; then
+  AS_ROOT=""
+  [ "$(id -u)" -eq 0 ] || AS_ROOT="sudo"
+  echo "bootstrap: creating $PATRONI_VENV (Patroni for the postgres-ha kind)"
+  $AS_ROOT mkdir -p "$(dirname "$PATRONI_VENV")"
+  $AS_ROOT /usr/bin/python3 -m venv "$PATRONI_VENV"
+  if ! out=$($AS_ROOT "$PATRONI_VENV/bin/python" -m pip install -q 'patroni[etcd3]>=4,<5' \
+             'psycopg[binary]>=3.1' 2>&1); then
+    echo "$out" | grep -v 'is ignored: it is neither' >&2
+    exit 1
+  fi
+fi
+# ------------------------------------------------------------------------------------------------
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv"

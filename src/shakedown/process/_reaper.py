@@ -52,11 +52,18 @@ def tagged_processes(env_id: str | None = None, root: Path | None = None) -> dic
 
 
 def _tags(environ: bytes) -> dict[bytes, str]:
+    """The shakedown variables of a NUL-separated environment block (find, not split: this
+    runs over every process of the machine at each ``up``)."""
     tags = {}
-    for item in environ.split(b"\0"):
-        for prefix in (_TAG, _ROOT):
-            if item.startswith(prefix):
-                tags[prefix] = item[len(prefix):].decode(errors="replace")
+    for prefix in (_TAG, _ROOT):
+        start = environ.find(b"\0" + prefix)
+        if start < 0 and environ.startswith(prefix):
+            start = -1
+        elif start < 0:
+            continue
+        start += 1 + len(prefix)
+        end = environ.find(b"\0", start)
+        tags[prefix] = environ[start:end if end >= 0 else None].decode(errors="replace")
     return tags
 
 

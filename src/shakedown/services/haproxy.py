@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import httpx
 import psycopg
 
-from ..errors import MissingBinaryError, ServiceStartError
+from ..errors import MissingBinaryError
 from ..process import NotReady, spawn, wait_ready
 from ..topology._ha_models import HAProxySpec
 from ._base import ProcessService
@@ -152,21 +152,12 @@ class HAProxyService(ProcessService):
         return "\n".join(lines) + "\n"
 
     def prepare(self) -> None:
-        binary = self.binary  # a missing binary fails before anything starts
+        self.binary  # noqa: B018 - a missing binary fails before anything starts
         self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self._config())
         if self.ctx.run_as:
             self.ctx.run_as.chown(self.ctx.data_dir)
             self.ctx.run_as.chown(self.config_path)
-        check = subprocess.run([binary, "-c", "-q", "-f", str(self.config_path)],
-                               capture_output=True, text=True, check=False)
-        if check.returncode != 0:
-            raise ServiceStartError(
-                f"service {self.name!r}: haproxy rejects the generated configuration",
-                checked=[f"haproxy -c -f {self.config_path} -> exit {check.returncode}"],
-                fix=["report this as a shakedown bug, with the lines below"],
-                details=(check.stderr or check.stdout)[-2000:],
-            )
 
     def start(self) -> None:
         self.processes = [spawn([self.binary, "-db", "-f", str(self.config_path)],

@@ -102,11 +102,11 @@ for arg; do
   case "$arg" in --pwfile=*) pwfile="${{arg#--pwfile=}}" ;; esac
   data="$arg"
 done
-staged="$(dirname "$data")/staged"
 rmdir "$data" 2>/dev/null || true
-mv "$staged" "$data"
+mv "${{data%/*}}/staged" "$data"
 if [ -n "$pwfile" ]; then
-  password=$(sed "s/'/''/g" "$pwfile")
+  IFS= read -r password < "$pwfile" || true
+  case "$password" in *"'"*) password=$(printf '%s' "$password" | sed "s/'/''/g") ;; esac
   printf "ALTER ROLE {superuser} PASSWORD '%s';\\n" "$password" \\
     | {postgres} --single -D "$data" -c wal_keep_size=64MB -c log_min_messages=warning \\
       postgres >/dev/null
