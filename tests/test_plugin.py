@@ -304,3 +304,31 @@ def test_readme_example_runs(tmp_path: Path) -> None:
                             cwd=tmp_path, capture_output=True, text=True, check=False,
                             env=os.environ.copy())
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_file_from_the_command_line_and_the_ini(pytester: pytest.Pytester) -> None:
+    (pytester.path / "conf").mkdir()
+    (pytester.path / "conf" / "cache.toml").write_text('[services.cache]\nkind = "redis"\n')
+    (pytester.path / "conf" / "db.toml").write_text('[services.db]\nkind = "postgres"\n')
+    pytester.makeini("[pytest]\nshakedown_file = conf/cache.toml\n")
+    pytester.makepyfile(test_which="""
+        def test_services(shakedown_env):
+            print("SERVICES", sorted(shakedown_env.services))
+        """)
+    from_ini = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s")
+    from_ini.assert_outcomes(passed=1)
+    assert "SERVICES ['cache']" in from_ini.stdout.str()
+    from_option = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s",
+                                                "--shakedown-file", "conf/db.toml")
+    from_option.assert_outcomes(passed=1)
+    assert "SERVICES ['db']" in from_option.stdout.str()
+
+
+def test_no_topology_found_is_an_error_that_says_where_it_looked(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_none="def test_x(shakedown_env):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*no shakedown.toml for test_none.py::test_x*",
+                                 "*--shakedown-file*"])
