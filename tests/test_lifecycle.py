@@ -192,6 +192,20 @@ time.sleep(120)
 """
 
 
+def pids_with_in_cmdline(text: str) -> list[int]:
+    """Processes whose command line contains ``text`` (processes may end while we look)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if text.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 def _start_owner(path: Path) -> tuple[subprocess.Popen[str], str]:
     owner = subprocess.Popen([sys.executable, "-c", OWNER, str(path)], stdout=subprocess.PIPE,
                              text=True, env=os.environ.copy())
@@ -224,8 +238,7 @@ def test_kill_9_of_owner_and_watchdog_then_reap(
     path = write_topology(TWO_SERVERS)
     owner, env_id = _start_owner(path)
     record = runtime_root / env_id / "env.json"
-    watchdogs = [int(p) for p in os.listdir("/proc") if p.isdigit()
-                 and str(record).encode() in Path(f"/proc/{p}/cmdline").read_bytes()]
+    watchdogs = pids_with_in_cmdline(str(record))
     assert len(watchdogs) == 1
     os.kill(watchdogs[0], signal.SIGKILL)
     owner.send_signal(signal.SIGKILL)
@@ -244,13 +257,8 @@ def test_next_up_reaps_a_dead_owners_environment(
 ) -> None:
     path = write_topology(TWO_SERVERS)
     owner, env_id = _start_owner(path)
-    for pid in (int(p) for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            if b"_watchdog" in Path(f"/proc/{pid}/cmdline").read_bytes() and \
-                    env_id.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
-        except OSError:
-            continue
+    for pid in pids_with_in_cmdline(f"{env_id}/env.json"):
+        os.kill(pid, signal.SIGKILL)
     owner.send_signal(signal.SIGKILL)
     owner.wait()
     with Environment.from_file(path, name="next"):
