@@ -9,6 +9,7 @@ from shakedown.workloads.postgres._session import PgOptions, PgSession
 from shakedown.workloads.postgres.append import AppendClient
 from shakedown.workloads.postgres.bank import BankClient
 from shakedown.workloads.postgres.register import RegisterClient
+from shakedown.workloads.postgres.samplers import LagSampler, RoleSampler
 
 WORKLOADS: dict[str, Workload] = {
     w.name: w for w in (append.WORKLOAD, register.WORKLOAD, bank.WORKLOAD)
@@ -18,9 +19,11 @@ __all__ = [
     "WORKLOADS",
     "AppendClient",
     "BankClient",
+    "LagSampler",
     "PgOptions",
     "PgSession",
     "RegisterClient",
+    "RoleSampler",
     "Workload",
     "append",
     "bank",

@@ -1,0 +1,175 @@
+"""The failover suite: a real Patroni cluster (etcd, three PostgreSQL members, HAProxy) proves
+one leader, streaming replicas with bounded lag, failover within the target with no
+acknowledged write lost (synchronous replication), demotion of a leader cut from etcd, and that
+the checker does catch real loss (asynchronous replication, replicas cut off)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import psycopg
+import pytest
+
+from shakedown import eventually
+from shakedown.checkers import replication_lag, set_full, single_leader
+from shakedown.history import History, record_final
+from shakedown.workloads import Runner
+from shakedown.workloads.postgres import LagSampler, PgOptions, RoleSampler, append
+
+FAST = PgOptions(connect_timeout_s=1, statement_timeout_s=2.0, op_timeout_s=3.0)
+
+
+def members(cluster):
+    return {m.name: m.url for m in cluster.members}
+
+
+def leader_url(cluster):
+    leader = cluster.leader()
+    return leader.url if leader else None
+
+
+def writes(url, history, rate=200.0, concurrency=4):
+    """The append workload through ``url`` (HAProxy's primary port), in the background."""
+    append.setup(url)
+    generator = append.generator(rate=rate)
+    return Runner(lambda _worker: append.AppendClient(url, options=FAST), generator,
+                  concurrency=concurrency, history=history)
+
+
+def first_write_after(url, since):
+    """Seconds from ``since`` until a write through ``url`` succeeds."""
+    def write():
+        with psycopg.connect(url, connect_timeout=1, autocommit=True) as conn:
+            conn.execute("INSERT INTO accounts VALUES (1000 + (random() * 1e6)::int, 0) "
+                         "ON CONFLICT DO NOTHING")
+        return True
+
+    eventually(write, timeout=60, interval=0.05)
+    return time.monotonic() - since
+
+
+def test_one_leader_and_two_streaming_replicas(shakedown_env):
+    cluster = shakedown_env["db"]
+    leader = cluster.leader()
+    assert leader is not None and len(cluster.replicas()) == 2
+    with psycopg.connect(leader.url) as conn:
+        states = conn.execute("SELECT state, sync_state FROM pg_stat_replication").fetchall()
+    assert [s for s, _ in states] == ["streaming", "streaming"]
+    assert {sync for _, sync in states} & {"sync", "quorum"}, "synchronous_mode = true"
+
+
+def test_writes_through_primary_port_are_read_through_replica_port(shakedown_env):
+    lb = shakedown_env["lb"]
+    with psycopg.connect(lb.primary_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO accounts VALUES (500, 7) ON CONFLICT (id) DO UPDATE "
+                     "SET balance = 7")
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+
+    def replica_sees_it():
+        with psycopg.connect(lb.replica_url, connect_timeout=1) as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+            return conn.execute("SELECT balance FROM accounts WHERE id = 500").fetchone()
+
+    assert eventually(replica_sees_it, timeout=5) == (7,)
+
+
+def test_lag_under_write_load_stays_under_5s(shakedown_env):
+    cluster, lb, history = shakedown_env["db"], shakedown_env["lb"], shakedown_env.history
+    with LagSampler(lambda: leader_url(cluster), history) as lag, \
+            writes(lb.primary_url, history, rate=300) as runner:
+        time.sleep(4)
+        runner.stop()
+    assert lag.samples >= 5
+    result = replication_lag(history, bound_s=5.0)
+    assert result.validity == "valid", result.explanation
+    assert runner.join().completions.get("ok", 0) > 100
+
+
+def test_leader_crash_fails_over_without_losing_acknowledged_writes(shakedown_env):
+    cluster, lb = shakedown_env["db"], shakedown_env["lb"]
+    history = History()
+    old = cluster.leader()
+    with RoleSampler(members(cluster), history), writes(lb.primary_url, history) as runner:
+        time.sleep(1.5)
+        killed_at = time.monotonic()
+        shakedown_env.faults.kill("db", process=old.name)
+        new = cluster.wait_leader(timeout=60, exclude=old.name)
+        promoted_at = time.monotonic()
+        shakedown_env.record("failover", first_write_after(lb.primary_url, killed_at))
+        shakedown_env.record("haproxy.reroute", first_write_after(lb.primary_url, promoted_at))
+        time.sleep(1.0)
+        runner.stop()
+    assert new.name != old.name
+    shakedown_env.faults.heal()  # the old leader comes back as a replica
+    final = append.final_read(lb.primary_url)
+    record_final(history, "final-read", sorted(final))
+    lost = set_full(history, final)
+    assert lost.validity == "valid", lost.explanation
+    assert lost.counts["lost"] == 0 and lost.counts["ok"] > 100
+    leaders = single_leader(history)
+    assert leaders.validity == "valid", leaders.explanation
+
+
+def _walreceivers(cluster, names):
+    """The WAL receiver processes of the named members (children of their postmasters)."""
+    found = []
+    for index, member in enumerate(cluster.members):
+        if member.name not in names:
+            continue
+        postmaster = psutil.Process(cluster.postmaster_pid(index))
+        found += [c for c in postmaster.children() if "walreceiver" in " ".join(c.cmdline())]
+    return found
+
+
+@pytest.mark.shakedown(file="async.toml", scope="module")
+def test_checker_catches_real_loss_with_asynchronous_replication(shakedown_env):
+    """Cut the replicas off (their WAL receivers stopped), commit N rows on the leader, kill
+    the leader, let a replica take over: exactly those N acknowledged rows are lost, and the
+    set checker says so."""
+    cluster, lb = shakedown_env["db"], shakedown_env["lb"]
+    history = shakedown_env.history
+    old = cluster.leader()
+    replicas = [m.name for m in cluster.replicas()]
+    append.setup(lb.primary_url)
+    client = append.AppendClient(lb.primary_url, options=FAST)
+    client.open()
+
+    def add(value):
+        history.append(0, "invoke", "add", value)
+        history.append(0, *client.invoke("add", value))
+
+    for value in range(100):  # replicated before the cut
+        add(value)
+    eventually(lambda: all(r[0] >= 100 for r in _replica_counts(cluster, replicas)), timeout=10)
+    receivers = _walreceivers(cluster, replicas)
+    assert len(receivers) == 2
+    for receiver in receivers:
+        receiver.send_signal(signal.SIGSTOP)
+    lost_rows = list(range(100, 125))  # N = 25 acknowledged, never received by a replica
+    for value in lost_rows:
+        add(value)
+    client.close()
+    shakedown_env.faults.kill("db", process=old.name)
+    for receiver in receivers:  # what sat in their sockets dies with them
+        os.kill(receiver.pid, signal.SIGKILL)
+    new = cluster.wait_leader(timeout=60, exclude=old.name)
+    assert new.name in replicas
+    final = append.final_read(new.url)
+    record_final(history, "final-read", sorted(final))
+    result = set_full(history, final)
+    print(result.explanation)
+    assert result.validity == "invalid"
+    assert result.counts["lost"] == len(lost_rows)
+    assert set(result.details["lost"]) <= set(lost_rows)  # the first ones, for the message
+
+
+def _replica_counts(cluster, names):
+    counts = []
+    for member in cluster.members:
+        if member.name in names:
+            with psycopg.connect(member.url, connect_timeout=1) as conn:
+                counts.append(conn.execute(f"SELECT count(*) FROM {append.TABLE}").fetchone())
+    return counts
