@@ -152,6 +152,20 @@ def test_patroni_cluster_behind_haproxy_routes_and_survives_postgres_crash(
             assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
 
+        # A replica's processes are addressable one by one: pause the member (Patroni and
+        # postgres), resume it; kill its Patroni only (postgres goes on), start it again.
+        replica = replicas[0]
+        db.pause(replica.name)
+        assert db.status() == "paused"
+        db.resume(replica.name)
+        assert db.status() == "running"
+        postgres_pid = db.postmaster_pid(replica.index)
+        db.kill(f"patroni{replica.index}")
+        assert db.status() == "partial"
+        assert db.postmaster_pid(replica.index) == postgres_pid, "postgres must go on"
+        db.start_again()  # the new Patroni adopts the running postgres
+        assert db.status() == "running" and db.postmaster_pid(replica.index) == postgres_pid
+
         # Kill postgres only on the leader: Patroni restarts it (or fails over).
         roles = [p.role for p in db.processes]
         assert f"postgres{leader.index}" in roles and f"patroni{leader.index}" in roles

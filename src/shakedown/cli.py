@@ -451,5 +451,9 @@ def run(argv: Sequence[str] | None = None) -> Any:
     return main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
 
 
+from .cli_reports import register  # noqa: E402  (report, history, run)
+
+register(main)
+
 if __name__ == "__main__":
     main()

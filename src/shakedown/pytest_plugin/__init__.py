@@ -22,6 +22,10 @@ from ..history import NEMESIS
 from ..services import PostgresService
 from ._manager import SCOPES, EnvironmentManager, Started
 from ._options import add_options, settings_from
+from ._reporting import finish as finish_reporting
+from ._reporting import policy_from
+from ._reporting import preload as preload_reporting
+from ._reporting import summary_lines as reporting_lines
 from ._results import (
     ENVIRONMENT,
     LOGS,
@@ -49,6 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "shakedown(file=None, scope='session'): the topology file (relative to the test "
         "file) and the scope (session, module, function) of the shakedown_env environment.")
     settings = settings_from(config)
+    policy_from(config)  # a bad regression setting is a usage error now, not at the end
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     if worker == "main":
         # Workers inherit the run id, so that all of them copy logs into one run directory.
@@ -67,6 +72,7 @@ def shakedown_env(request: pytest.FixtureRequest) -> Iterator[Environment]:
     item = request.node
     assert isinstance(item, pytest.Item)
     started = _started_for(item)
+    preload_reporting(item.config)
     item.stash.setdefault(USED, []).append(started)
     started.measured_index[item.nodeid] = len(started.env.recorded)
     _mark(started.env, item, "start")
@@ -226,6 +232,7 @@ def _config_of(report: pytest.TestReport) -> pytest.Config | None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     manager = session.config.stash[MANAGER]
     manager.close()
+    finish_reporting(session, session.config.stash[RESULTS], manager.settings)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
@@ -238,6 +245,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
     path = results.write()
     terminalreporter.section("shakedown")
     for line in summary_lines(results, path):
+        terminalreporter.write_line(line)
+    for line in reporting_lines(config):
         terminalreporter.write_line(line)
     if config.stash[MANAGER].settings.keep:
         terminalreporter.write_line("environments kept running (--shakedown-keep); take them "

@@ -24,6 +24,26 @@ def add_options(parser: pytest.Parser) -> None:
                          "On by default when CI=true.")
     parser.addini("shakedown_file", "Topology file for shakedown_env.", default="")
     parser.addini("shakedown_strict", "Like --shakedown-strict.", type="bool", default=False)
+    # Reporting (_reporting.py): regressions against .shakedown/history.db, report.html.
+    group.addoption("--shakedown-fail-on-regression", action="store_true",
+                    help="Fail the run when a measurement regressed (worse than the median of "
+                         "the last N comparable runs by more than the threshold).")
+    group.addoption("--shakedown-regression-threshold", metavar="PERCENT",
+                    help="Regression threshold in percent (default 25, ini "
+                         "shakedown_regression_threshold).")
+    group.addoption("--shakedown-regression-runs", metavar="N", type=int,
+                    help="Compare with the median of the last N comparable runs (default 5, "
+                         "ini shakedown_regression_runs).")
+    parser.addini("shakedown_fail_on_regression", "Like --shakedown-fail-on-regression.",
+                  type="bool", default=False)
+    parser.addini("shakedown_regression_threshold", "Regression threshold, percent.",
+                  default="25%")
+    parser.addini("shakedown_regression_runs", "Runs whose median a measurement is compared "
+                  "with.", default="5")
+    parser.addini("shakedown_regression_min_delta", "Changes smaller than this duration are "
+                  "never regressions (noise).", default="5ms")
+    parser.addini("shakedown_html_report", "Write runs/RUN_ID/report.html.", type="bool",
+                  default=True)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Trends, regressions and flakiness are read back from here."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import statistics
@@ -146,7 +147,7 @@ def pass_rate(outcomes: Sequence[str]) -> float | None:
 def flips(outcomes: Sequence[str]) -> int:
     """How often the outcome changed between pass and fail (skips are ignored)."""
     ran = [o in PASSING for o in outcomes if o in PASSING or o in FAILING]
-    return sum(1 for a, b in zip(ran, ran[1:], strict=False) if a != b)
+    return sum(1 for a, b in itertools.pairwise(ran) if a != b)
 
 
 @dataclass(frozen=True)
@@ -217,9 +218,9 @@ class HistoryDB:
         return self.path.is_file()
 
     def series(self, nodeid: str, metric: str, topology: str, *, before: float | None = None,
-               until_run: str | None = None, limit: int = 20) -> list[Point]:
-        """The last ``limit`` values of a measurement, oldest first: runs that started before
-        ``before`` (exclusive), or up to and including the run ``until_run``."""
+               limit: int = 20) -> list[Point]:
+        """The last ``limit`` values of a measurement, oldest first (of runs that started
+        before ``before`` when given)."""
         if not self.exists():
             return []
         query = ("SELECT m.run_id, r.started, m.value FROM measurements m JOIN runs r "
@@ -228,10 +229,6 @@ class HistoryDB:
         if before is not None:
             query += " AND r.started < ?"
             params.append(before)
-        if until_run is not None:
-            query += (" AND (r.started < (SELECT started FROM runs WHERE run_id = ?) "
-                      "OR r.run_id = ?)")
-            params += [until_run, until_run]
         query += " ORDER BY r.started DESC, r.run_id DESC LIMIT ?"
         params.append(limit)
         with self._connect() as conn:
@@ -277,6 +274,14 @@ class HistoryDB:
             rows = conn.execute("SELECT run_id, started, finished, git_commit, counts FROM runs "
                                 "ORDER BY started DESC, run_id DESC LIMIT ?", (last,)).fetchall()
         return [RunRow(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in reversed(rows)]
+
+    def commit_of(self, run_id: str) -> str | None:
+        if not self.exists():
+            return None
+        with self._connect() as conn:
+            row = conn.execute("SELECT git_commit FROM runs WHERE run_id = ?",
+                               (run_id,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
 
     def repeat_pass_rates(self, match: str | None = None,
                           last: int = 10) -> dict[str, list[tuple[str, float | None, bool]]]:

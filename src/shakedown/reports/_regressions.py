@@ -60,8 +60,9 @@ class Comparison:
                 f"{self.compared} comparable runs (threshold {self.threshold * 100:.0f}%)")
 
 
-def compare(run: StoredRun, db: HistoryDB, policy: Policy = Policy()) -> list[Comparison]:
+def compare(run: StoredRun, db: HistoryDB, policy: Policy | None = None) -> list[Comparison]:
     """Every measurement of the run, each compared with the runs that started before it."""
+    policy = policy or Policy()
     topology = run.topology_of()
     targets = run.targets
     comparisons: list[Comparison] = []

@@ -79,7 +79,9 @@ BASE_PARAMETERS: dict[str, Any] = {
     "wal_log_hints": "on",  # pg_rewind of a former leader
     "unix_socket_directories": "",  # TCP on loopback only
     "logging_collector": "off",
-    "dynamic_shared_memory_type": "posix",
+    # Segments in the data directory (pg_dynshmem), not in /dev/shm: a killed postmaster
+    # leaves its segment behind, and only the data directory is removed at down.
+    "dynamic_shared_memory_type": "mmap",
 }
 # Fewer than the postgres kind's, so that a killed member behaves as in production:
 # - synchronous_commit stays on: with it off, a commit is acknowledged before its WAL leaves
@@ -701,10 +703,12 @@ class PatroniService(ProcessService):
         if role is None:
             return list(self.processes)
         index = self._index_of(role)
-        if index is not None and not role.startswith(("patroni", "postgres")):
-            return [p for p in self.processes if p.role in (f"patroni{index}",
-                                                            f"postgres{index}")]
-        return super()._select(role)
+        if index is None:
+            return super()._select(role)  # the error that lists the roles
+        if role.startswith(("patroni", "postgres")):
+            # Not running (e.g. postgres while Patroni starts it again): nothing to act on.
+            return [p for p in self.processes if p.role == role]
+        return [p for p in self.processes if p.role in (f"patroni{index}", f"postgres{index}")]
 
     def status(self) -> str:
         """As for every process service, and 'partial' too while a member's Patroni runs
