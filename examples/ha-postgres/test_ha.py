@@ -173,3 +173,28 @@ def _replica_counts(cluster, names):
             with psycopg.connect(member.url, connect_timeout=1) as conn:
                 counts.append(conn.execute(f"SELECT count(*) FROM {append.TABLE}").fetchone())
     return counts
+
+
+def test_leader_cut_from_etcd_demotes_and_never_two_primaries(shakedown_env):
+    """Partition the leader from etcd (its own link, made by shakedown): it cannot renew its
+    lock, demotes itself, another member takes over; sampled roles never show two writable
+    primaries."""
+    cluster = shakedown_env["db"]
+    history = History()
+    old = cluster.leader()
+    with RoleSampler(members(cluster), history, interval=0.1):
+        cut = shakedown_env.faults.partition([old.name], ["dcs"])
+        assert cut.params["links"] == [f"{old.name}-dcs"]
+        new = cluster.wait_leader(timeout=60, exclude=old.name)
+
+        def old_is_replica():
+            with psycopg.connect(old.url, connect_timeout=1) as conn:
+                return conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+
+        eventually(old_is_replica, timeout=60)
+        shakedown_env.faults.heal()
+        time.sleep(1)
+    assert new.name != old.name
+    result = single_leader(history)
+    assert result.validity == "valid", result.explanation
+    assert sum(1 for op in history.ops() if op.f == "roles") > 20

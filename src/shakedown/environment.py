@@ -40,7 +40,7 @@ from .process import (
     tagged_processes,
     tmpfs_has_room,
 )
-from .services import LOOPBACK, Service, ServiceContext, create_service
+from .services import LOOPBACK, InternalLink, Service, ServiceContext, create_service
 from .topology import DEFAULT_FILE, Topology, load_topology
 from .topology._models import TopologyModel
 
@@ -294,6 +294,7 @@ class Environment:
                 data_dir=self.data_dir / name, log_dir=self.log_dir, ports=list(ports[name]),
                 run_as=run_as if spec.kind != "process" else None,
                 peer=self.__getitem__, peer_exports=self._exports_for(name),
+                link_port=self.link_ports.get,
             )
             self.services[name] = create_service(spec, ctx)
 
@@ -311,9 +312,14 @@ class Environment:
         return exports
 
     # -- links and faults ----------------------------------------------------------------------
+    def _internal_links(self) -> list[InternalLink]:
+        return [link for s in self.services.values() for link in s.internal_links()]
+
     def _start_proxy(self) -> None:
-        """One fault-proxy process serves every link of the environment."""
-        links = self.topology.model.links
+        """One fault-proxy process serves every link of the environment: those declared in
+        [links] and the kinds' own internal traffic (a Patroni member to etcd)."""
+        links = {name: (link.to, link.source) for name, link in self.topology.model.links.items()}
+        links.update({link.name: (link.to, link.source) for link in self._internal_links()})
         if not links:
             return
         assert self._ports is not None
@@ -327,8 +333,8 @@ class Environment:
         proxy = self.proxy()
         assert proxy is not None
         proxy.wait_ready(timeout=10)
-        for name, link in links.items():
-            target = self.services[link.to]
+        for name, (to, _source) in links.items():
+            target = self.services[to]
             port = self._ports.allocate()
             proxy.create(name, port, target.host, target.port)
             self.link_ports[name] = port
@@ -344,14 +350,14 @@ class Environment:
 
     def link(self, name: str) -> Link:
         """A link's proxied address, so a test's own client can sit behind its toxics."""
-        links = self.topology.model.links
-        if name not in links or name not in self.link_ports:
-            raise FaultError(f"no link named {name!r}{did_you_mean(name, links)}",
-                             checked=[f"links: {', '.join(links) or 'none declared'}"],
+        routes = self.faults.routes
+        if name not in routes or name not in self.link_ports:
+            raise FaultError(f"no link named {name!r}{did_you_mean(name, routes)}",
+                             checked=[f"links: {', '.join(routes) or 'none declared'}"],
                              fix=["declare it: [links.NAME] from = \"a\", to = \"b\""])
-        spec, port = links[name], self.link_ports[name]
-        seen = self.services[spec.to].exports_through(LOOPBACK, port)
-        return Link(name=name, source=spec.source, to=spec.to, host=LOOPBACK, port=port,
+        route, port = routes[name], self.link_ports[name]
+        seen = self.services[route.to].exports_through(LOOPBACK, port)
+        return Link(name=name, source=route.source, to=route.to, host=LOOPBACK, port=port,
                     url=seen["url"])
 
     @property
@@ -360,6 +366,8 @@ class Environment:
         if self._faults is None:
             routes = {name: LinkRoute(name, link.source, link.to)
                       for name, link in self.topology.model.links.items()}
+            routes.update({link.name: LinkRoute(link.name, link.source, link.to)
+                           for link in self._internal_links()})
             self._faults = Faults(self.services, routes, self.proxy, lambda: self.history,
                                   on_restart=self._after_restart)
         return self._faults

@@ -69,6 +69,7 @@ class Faults:
     ) -> None:
         self._services = services
         self._links = links
+        self.routes = links
         self._proxy = proxy
         self._history = history
         self._on_restart = on_restart
@@ -195,7 +196,8 @@ class Faults:
         """Cut every link that crosses the two groups, both ways: data stops flowing (like
         packets dropped), so clients time out rather than see a clean error."""
         side_a, side_b = set(group_a), set(group_b)
-        for name in side_a | side_b:
+        labels = {r.source for r in self._links.values()}  # members of a kind, e.g. db0
+        for name in (side_a | side_b) - labels:
             self._service(name)
         crossing = [r for r in self._links.values()
                     if (r.source in side_a and r.to in side_b)

@@ -14,6 +14,7 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
 from bokeh.models.annotations import BoxAnnotation, Span
 from bokeh.models.layouts import LayoutDOM
 from bokeh.plotting import figure
+from bokeh.transform import factor_cmap, factor_mark
 
 from ._timeline import OpSpan, TestTimeline, _process_label
 
@@ -22,8 +23,9 @@ NAMES = {"ok": "ok", "fail": "fail", "info": "info (unknown)", "pending": "never
 EVENT_COLOURS = {"starting": "#9e9e9e", "ready": "#2ca02c", "failed": "#d62728",
                  "stopped": "#8c564b", "start": "#1f77b4", "restart": "#1f77b4",
                  "resume": "#1f77b4", "heal": "#17becf", "leader": "#9467bd"}
+_LABELS = [NAMES[k] for k in COLOURS]
 FAULT_FILL = "#d62728"
-MAX_POINTS = 20_000  # per timeline; ok operations are thinned beyond it, never fail/info
+MAX_POINTS = 5_000  # per timeline; ok operations are thinned beyond it, never fail/info
 
 
 def timeline_figure(timeline: TestTimeline) -> tuple[LayoutDOM, int]:
@@ -39,18 +41,21 @@ def timeline_figure(timeline: TestTimeline) -> tuple[LayoutDOM, int]:
     x_range = Range1d(start=-0.02 * end, end=end * 1.02)
     # ordered by outcome, so that the legend (in order of first appearance) reads ok, fail, ...
     ordered = sorted(spans, key=lambda s: list(COLOURS).index(s.outcome))
-    source = ColumnDataSource(_op_columns(ordered, end, timeline.counts()))
+    source = ColumnDataSource(_op_columns(ordered, end))
+    colours = factor_cmap("outcome", list(COLOURS.values()), _LABELS)  # mapped in the browser
+    title = ("operations (invoke → completion) by outcome; faults shaded" if spans
+             else "faults and events (no client operations recorded)")
     ops = figure(height=110 + 30 * len(rows), sizing_mode="stretch_width",
-                 x_range=x_range, y_range=FactorRange(factors=rows),
-                 title="operations (invoke → completion) by outcome; faults shaded",
+                 x_range=x_range, y_range=FactorRange(factors=rows), title=title,
                  tools=_TOOLS, toolbar_location="right")
     ops.toolbar.logo = None
     ops.ygrid.grid_line_color = None
     if spans:
         ops.segment(x0="start", y0="process", x1="end", y1="process", source=source,
-                    line_color="colour", line_width=3, line_alpha=0.4)
-        marks = ops.scatter(x="end", y="process", source=source, size=6, color="colour",
-                            marker="marker", legend_field="legend")
+                    line_color=colours, line_width=3, line_alpha=0.4)
+        marks = ops.scatter(x="end", y="process", source=source, size=6, color=colours,
+                            marker=factor_mark("outcome", ["circle", "circle", "circle", "x"],
+                                               _LABELS), legend_field="outcome")
         ops.add_tools(HoverTool(renderers=[marks], tooltips=_TOOLTIPS))
         ops.legend.orientation = "horizontal"
         ops.legend.location = "top_left"
@@ -58,7 +63,7 @@ def timeline_figure(timeline: TestTimeline) -> tuple[LayoutDOM, int]:
     _nemesis_row(ops, timeline, end)
     plots = [ops]
     if any(s.latency is not None for s in spans):
-        plots.append(_latency_figure(spans, source, x_range))
+        plots.append(_latency_figure(spans, source, x_range, colours))
     for plot in plots:
         for fault in timeline.faults:
             plot.add_layout(BoxAnnotation(left=fault.start,
@@ -80,26 +85,22 @@ _TOOLTIPS = [("op", "@f @value"), ("worker", "@process"), ("outcome", "@outcome"
              ("error", "@error")]
 
 
-def _op_columns(spans: Sequence[OpSpan], end: float,
-                counts: dict[str, int]) -> dict[str, list[Any]]:
+def _op_columns(spans: Sequence[OpSpan], end: float) -> dict[str, list[Any]]:
     return {
         "start": [round(s.start, 4) for s in spans],
         "end": [round(s.end if s.end is not None else end, 4) for s in spans],
         "process": [_process_label(s.process) for s in spans],
         "f": [s.f for s in spans],
-        "value": [s.value for s in spans],
-        "outcome": [s.outcome for s in spans],
+        "value": [s.value[:60] for s in spans],
+        "outcome": [NAMES[s.outcome] for s in spans],
         "latency_ms": [round(max(s.latency, 1e-6) * 1000, 3) if s.latency is not None
                        else math.nan for s in spans],
-        "error": [s.error[:160] for s in spans],
-        "colour": [COLOURS[s.outcome] for s in spans],
-        "marker": ["x" if s.outcome == "pending" else "circle" for s in spans],
-        "legend": [f"{NAMES[s.outcome]} ({counts[s.outcome]})" for s in spans],
+        "error": [s.error[:120] for s in spans],
     }
 
 
 def _latency_figure(spans: Sequence[OpSpan], source: ColumnDataSource,
-                    x_range: Range1d) -> Any:
+                    x_range: Range1d, colours: Any) -> Any:
     values = [s.latency * 1000 for s in spans if s.latency is not None]
     log = bool(values) and max(values) / max(min(values), 1e-3) > 50
     plot = figure(height=190, sizing_mode="stretch_width", x_range=x_range,
@@ -109,7 +110,7 @@ def _latency_figure(spans: Sequence[OpSpan], source: ColumnDataSource,
     plot.toolbar.logo = None
     if values:
         marks = plot.scatter(x="start", y="latency_ms", source=source, size=4,
-                             color="colour", alpha=0.7)
+                             color=colours, alpha=0.7)
         plot.add_tools(HoverTool(renderers=[marks], tooltips=_TOOLTIPS))
     return plot
 
@@ -156,7 +157,7 @@ def _thin(spans: list[OpSpan]) -> tuple[list[OpSpan], int]:
         return spans, 0
     others = [s for s in spans if s.outcome != "ok"]
     ok = [s for s in spans if s.outcome == "ok"]
-    room = max(MAX_POINTS - len(others), 1000)
+    room = max(MAX_POINTS - len(others), 500)
     step = max(1, math.ceil(len(ok) / room))
     kept = sorted(others + ok[::step], key=lambda s: s.start)
     return kept, len(spans) - len(kept)

@@ -2,7 +2,7 @@
 persistence) and the optional capabilities ``Killable`` and ``Pausable``."""
 
 from ..topology import ServiceSpec
-from ._base import LOOPBACK, Killable, Pausable, ProcessService, Service, ServiceContext
+from ._base import LOOPBACK, InternalLink, Killable, Pausable, ProcessService, Service, ServiceContext
 from ._pgbin import PgBinaries, find_binaries
 from .aws import AwsFaultable, AwsService
 from .etcd import EtcdService
@@ -33,6 +33,7 @@ def create_service(spec: ServiceSpec, ctx: ServiceContext) -> Service:
 
 
 __all__ = [
+    "InternalLink",
     "LOOPBACK",
     "SERVICE_CLASSES",
     "AwsFaultable",

@@ -43,6 +43,19 @@ class ServiceContext:
     run_as: RunAs | None
     peer: Callable[[str], Service]
     peer_exports: Callable[[str], Mapping[str, str]]
+    link_port: Callable[[str], int | None] = lambda _name: None
+    """The proxy port of one of the service's own internal links (None without a proxy)."""
+
+
+@dataclass(frozen=True)
+class InternalLink:
+    """Traffic inside a kind (a Patroni member to etcd) that shakedown routes through the
+    fault proxy by itself, so partitions and latency reach it without a [links] table.
+    ``source`` is a label faults can name (a member), ``to`` the service it reaches."""
+
+    name: str
+    source: str
+    to: str
 
 
 class Service:
@@ -108,6 +121,10 @@ class Service:
 
     def log_tail(self, lines: int = 50) -> str:
         return log_tail(self.log_path, lines)
+
+    def internal_links(self) -> list[InternalLink]:
+        """The kind's own traffic to put on links (none by default)."""
+        return []
 
     def version(self) -> str | None:
         """The server's version string, for reports; None when not applicable."""

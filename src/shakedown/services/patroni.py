@@ -60,7 +60,7 @@ from ..process import (
 )
 from ..topology import ServiceSpec
 from ..topology._ha_models import HAProxySpec, PatroniSpec
-from ._base import LOOPBACK, ProcessService, Service
+from ._base import LOOPBACK, InternalLink, ProcessService, Service
 from ._pgbin import PgBinaries, Template, ensure_template, find_binaries
 
 SUPERUSER = "postgres"
@@ -418,7 +418,7 @@ class PatroniService(ProcessService):
     def _config(self, index: int, initdb: Path) -> dict[str, Any]:
         member = self.member(index)
         directory = self.member_dir(index)
-        etcd = self.ctx.peer_exports(self.spec.etcd)  # as this service sees it (links)
+        etcd_hosts = self._etcd_hosts(index)
         staged_copy = shlex.join(["/bin/sh", "-c", 'rmdir "$1" 2>/dev/null; exec mv "$0" "$1"',
                                   str(directory / "staged"), str(self.pgdata(index))])
         return {
@@ -431,7 +431,7 @@ class PatroniService(ProcessService):
                         "connect_address": f"{member.host}:{member.rest_port}"},
             # use_proxies: Patroni talks to exactly these addresses (a fault proxy's, once
             # links exist) instead of discovering the etcd members' own client URLs.
-            "etcd3": {"hosts": etcd["endpoints"].split(","), "use_proxies": True},
+            "etcd3": {"hosts": etcd_hosts, "use_proxies": True},
             "bootstrap": {
                 "dcs": {
                     "ttl": self.spec.ttl,
@@ -471,6 +471,19 @@ class PatroniService(ProcessService):
             },
             "watchdog": {"mode": "off"},
         }
+
+    def internal_links(self) -> list[InternalLink]:
+        """Each member reaches etcd through a link of its own (``db0-dcs``), so that one
+        member can be cut from the DCS: ``faults.partition(["db0"], ["dcs"])``."""
+        return [InternalLink(name=f"{member.name}-{self.spec.etcd}", source=member.name,
+                             to=self.spec.etcd) for member in self.members]
+
+    def _etcd_hosts(self, index: int) -> list[str]:
+        port = self.ctx.link_port(f"{self.member(index).name}-{self.spec.etcd}")
+        if port is not None:
+            return [f"127.0.0.1:{port}"]
+        etcd = self.ctx.peer_exports(self.spec.etcd)  # as this service sees it (links)
+        return etcd["endpoints"].split(",")
 
     def _spawn_member(self, index: int) -> Spawned:
         return spawn([self.patroni, str(self.member_dir(index) / "patroni.yml")],

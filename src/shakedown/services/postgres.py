@@ -54,7 +54,9 @@ BASE_SETTINGS: dict[str, str] = {
     "max_replication_slots": "10",
     "hot_standby": "on",
     "log_checkpoints": "off",  # CREATE DATABASE for each test would fill the log
-    "dynamic_shared_memory_type": "posix",
+    # mmap: segments live in the data directory and go with it; posix ones would stay in
+    # /dev/shm after a SIGKILL of the server.
+    "dynamic_shared_memory_type": "mmap",
 }
 
 
