@@ -120,7 +120,12 @@ def _walreceivers(cluster, names):
         if member.name not in names:
             continue
         postmaster = psutil.Process(cluster.postmaster_pid(index))
-        found += [c for c in postmaster.children() if "walreceiver" in " ".join(c.cmdline())]
+        for child in postmaster.children():
+            try:
+                if "walreceiver" in " ".join(child.cmdline()):
+                    found.append(child)
+            except psutil.Error:
+                continue  # a backend that just ended
     return found
 
 

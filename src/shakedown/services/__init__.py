@@ -2,7 +2,15 @@
 persistence) and the optional capabilities ``Killable`` and ``Pausable``."""
 
 from ..topology import ServiceSpec
-from ._base import LOOPBACK, InternalLink, Killable, Pausable, ProcessService, Service, ServiceContext
+from ._base import (
+    LOOPBACK,
+    InternalLink,
+    Killable,
+    Pausable,
+    ProcessService,
+    Service,
+    ServiceContext,
+)
 from ._pgbin import PgBinaries, find_binaries
 from .aws import AwsFaultable, AwsService
 from .etcd import EtcdService
@@ -33,7 +41,6 @@ def create_service(spec: ServiceSpec, ctx: ServiceContext) -> Service:
 
 
 __all__ = [
-    "InternalLink",
     "LOOPBACK",
     "SERVICE_CLASSES",
     "AwsFaultable",
@@ -41,6 +48,7 @@ __all__ = [
     "EtcdService",
     "ExternalService",
     "HAProxyService",
+    "InternalLink",
     "Killable",
     "PatroniService",
     "Pausable",
