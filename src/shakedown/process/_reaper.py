@@ -14,7 +14,7 @@ import psutil
 
 from ._paths import ROOT_VARIABLE, TAG_VARIABLE
 from ._records import EnvRecord, all_records, remove_tree
-from ._spawn import Spawned, group_members, kill_group
+from ._spawn import Spawned, group_members, kill_group, pid_alive
 
 _TAG = TAG_VARIABLE.encode() + b"="
 _ROOT = ROOT_VARIABLE.encode() + b"="
@@ -48,7 +48,7 @@ def tagged_processes(env_id: str | None = None, root: Path | None = None) -> dic
             continue
         found[int(entry.name)] = tag
     found.pop(os.getpid(), None)  # never the process doing the reaping
-    return {pid: tag for pid, tag in found.items() if group_members_has(pid)}
+    return {pid: tag for pid, tag in found.items() if pid_alive(pid)}
 
 
 def _tags(environ: bytes) -> dict[bytes, str]:
@@ -65,15 +65,6 @@ def _tags(environ: bytes) -> dict[bytes, str]:
         end = environ.find(b"\0", start)
         tags[prefix] = environ[start:end if end >= 0 else None].decode(errors="replace")
     return tags
-
-
-def group_members_has(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 def kill_tagged(env_id: str) -> list[int]:

@@ -85,31 +85,30 @@ def spawn(
     return Spawned(role=role, pid=popen.pid, pgid=popen.pid, log_path=log_path, popen=popen)
 
 
-def pid_alive(pid: int) -> bool:
-    """True when ``pid`` exists and is not a zombie."""
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, pgrp, ...)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             stat = handle.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X")
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
+def process_state(pid: int) -> str | None:
+    """The kernel's state letter of ``pid`` (R, S, T for stopped, Z for zombie...), or None."""
+    fields = _stat_fields(pid)
+    return fields[0].decode() if fields else None
+
+
+def pid_alive(pid: int) -> bool:
+    """True when ``pid`` exists and is not a zombie."""
+    return process_state(pid) not in (None, "Z", "X")
 
 
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) pids whose process group is ``pgid``."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            members.append(int(entry.name))
-    return members
+    return [pid for pid, (_, group) in _process_table().items() if group == pgid]
 
 
 def _process_table() -> dict[int, tuple[int, int]]:
@@ -118,13 +117,8 @@ def _process_table() -> dict[int, tuple[int, int]]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if fields[0] not in (b"Z", b"X"):
+        fields = _stat_fields(entry.name)
+        if fields and fields[0] not in (b"Z", b"X"):
             table[int(entry.name)] = (int(fields[1]), int(fields[2]))
     return table
 

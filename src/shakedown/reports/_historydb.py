@@ -253,13 +253,16 @@ class HistoryDB:
                 trends.append(MetricTrend(nodeid, metric, topology, tuple(points)))
         return trends
 
-    def test_trends(self, match: str | None = None, last: int = 10) -> list[TestTrend]:
+    def test_trends(self, match: str | None = None, last: int = 10,
+                    until: float | None = None) -> list[TestTrend]:
+        """Each test's last ``last`` outcomes (of runs started at or before ``until``)."""
         if not self.exists():
             return []
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT t.nodeid, t.outcome, t.duration FROM tests t JOIN runs r USING (run_id) "
-                "ORDER BY t.nodeid, r.started, r.run_id").fetchall()
+                "WHERE r.started <= ? ORDER BY t.nodeid, r.started, r.run_id",
+                (until if until is not None else float("inf"),)).fetchall()
         by_test: dict[str, list[tuple[str, float]]] = {}
         for nodeid, outcome, duration in rows:
             if not match or match in nodeid:

@@ -13,7 +13,7 @@ from importlib import metadata
 from typing import Any
 
 from . import _format
-from ._historydb import HistoryDB, Point
+from ._historydb import HistoryDB, Point, TestTrend
 from ._regressions import Comparison
 from ._run import StoredRun, TestRecord
 from ._timeline import TestTimeline, timelines
@@ -44,6 +44,8 @@ def render(run: StoredRun, *, comparisons: list[Comparison], db: HistoryDB | Non
     for comparison in comparisons:
         by_test.setdefault(comparison.nodeid, {})[comparison.metric] = comparison
     cuts = timelines(run.histories)
+    trends = {t.nodeid: t for t in db.test_trends(last=10, until=run.started)} \
+        if db is not None else {}
     sections = []
     for number, test in enumerate(run.tests):
         timeline = cuts.get(test.nodeid)
@@ -60,7 +62,7 @@ def render(run: StoredRun, *, comparisons: list[Comparison], db: HistoryDB | Non
                                                regressed=comparison.regressed,
                                                median=comparison.median)
         sections.append(_test_block(number, run, test, by_test.get(test.nodeid, {}), sparks,
-                                    plot_html, history_runs))
+                                    plot_html, history_runs, trends.get(test.nodeid)))
     regressed = [c for c in comparisons if c.regressed]
     body = "\n".join([
         _header(run),
@@ -227,13 +229,14 @@ def _targets(run: StoredRun) -> str:
 
 def _test_block(number: int, run: StoredRun, test: TestRecord,
                 comparisons: dict[str, Comparison], sparks: dict[str, str], plot_html: str,
-                history_runs: int) -> str:
+                history_runs: int, trend: TestTrend | None) -> str:
     outcome = test.outcome
     parts = [f'<article class="test outcome-{outcome.replace(" ", "-")}" id="test-{number}" '
              f'data-nodeid="{_e(test.nodeid)}" data-outcome="{_e(outcome)}">'
              f'<h3><span class="badge {outcome.replace(" ", "-")}">{_e(outcome.upper())}</span> '
              f'<code>{_e(test.nodeid)}</code> '
-             f'<span class="duration">{_e(_format.seconds(test.duration))}</span></h3>']
+             f'<span class="duration">{_e(_format.seconds(test.duration))}</span>'
+             f"{_recent(trend)}</h3>"]
     if test.reason:
         parts.append(f'<p class="reason">{_e(outcome)}: {_e(test.reason)}</p>')
     if test.measurements:
@@ -248,6 +251,24 @@ def _test_block(number: int, run: StoredRun, test: TestRecord,
                          f"<pre>{_e(tail)}</pre></details>")
     parts.append("</article>")
     return "".join(parts)
+
+
+SYMBOLS = {"passed": ("✓", "good"), "failed": ("✗", "bad"), "error": ("E", "bad"),
+           "skipped": ("s", "muted"), "xfailed": ("x", "muted"), "xpassed": ("X", "bad"),
+           "not run": ("-", "bad")}
+
+
+def _recent(trend: TestTrend | None) -> str:
+    """The test's recent outcomes from the history (oldest first), flaky when it flipped."""
+    if trend is None or len(trend.outcomes) < 2:
+        return ""
+    marks = "".join(f'<span class="{SYMBOLS.get(o, ("?", ""))[1]}" title="{_e(o)}">'
+                    f"{SYMBOLS.get(o, ('?', ''))[0]}</span>" for o in trend.outcomes)
+    flaky = (f' <span class="badge flaky" title="passed and failed in turn: {trend.flips} '
+             f'flips in the last {len(trend.outcomes)} runs">FLAKY</span>'
+             if trend.flaky else "")
+    return (f' <span class="recent" title="last {len(trend.outcomes)} runs, oldest first">'
+            f"{marks}</span>{flaky}")
 
 
 def _measurements(run: StoredRun, test: TestRecord, comparisons: dict[str, Comparison],
@@ -334,7 +355,8 @@ td.num{text-align:right;white-space:nowrap}td.spark{padding:0 4px}
  background:#888;vertical-align:middle}.badge.passed{background:#2ca02c}
 .badge.failed{background:#d62728}.badge.error{background:#ef8f00}
 .badge.skipped{background:#8a99b0}.badge.xfailed{background:#6a8caf}
-.badge.xpassed,.badge.not-run{background:#9467bd}
+.badge.xpassed,.badge.not-run,.badge.flaky{background:#9467bd}
+.recent{font:12px ui-monospace,Menlo,Consolas,monospace;margin-left:8px;letter-spacing:1px}
 .duration{color:#666;font-weight:400;font-size:13px}.reason{color:#555}
 pre{background:#f6f8fa;border:1px solid #e2e2e2;padding:8px;overflow:auto;max-height:420px;
  font:12px/1.35 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap}

@@ -22,7 +22,7 @@ COLOURS = {"ok": "#2ca02c", "fail": "#d62728", "info": "#ff7f0e", "pending": "#7
 NAMES = {"ok": "ok", "fail": "fail", "info": "info (unknown)", "pending": "never completed"}
 EVENT_COLOURS = {"starting": "#9e9e9e", "ready": "#2ca02c", "failed": "#d62728",
                  "stopped": "#8c564b", "start": "#1f77b4", "restart": "#1f77b4",
-                 "resume": "#1f77b4", "heal": "#17becf", "leader": "#9467bd"}
+                 "resume": "#1f77b4", "heal": "#0f7f8a", "leader": "#9467bd"}
 _LABELS = [NAMES[k] for k in COLOURS]
 FAULT_FILL = "#d62728"
 MAX_POINTS = 5_000  # per timeline; ok operations are thinned beyond it, never fail/info
@@ -147,7 +147,8 @@ def _nemesis_row(plot: Any, timeline: TestTimeline, end: float) -> None:
                              size=10, color="colour")
         plot.text(x="time", y="row", text="label", source=events, x_offset="x_offset",
                   y_offset="offset", text_font_size="10px", text_color="colour",
-                  text_align="align", text_baseline="middle")
+                  text_align="align", text_baseline="middle", background_fill_color="white",
+                  background_fill_alpha=0.85, padding=1)
         plot.add_tools(HoverTool(renderers=[marks], tooltips=[("event", "@label"),
                                                               ("at", "@time{0.000} s")]))
 

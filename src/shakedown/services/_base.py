@@ -18,6 +18,7 @@ from ..process import (
     Spawned,
     kill_group,
     log_tail,
+    process_state,
     signal_family,
     stop_group,
 )
@@ -245,9 +246,4 @@ class ProcessService(Service):
 
 
 def _is_stopped(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:][:1] == b"T"
+    return process_state(pid) == "T"

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MissingBinaryError, ShakedownError
+from ..errors import MissingBinaryError, ServiceStartError, ShakedownError
 from ..process import RunAs, cache_root
 
 INSTALL_HINT = "apt-get install -y postgresql"
@@ -137,3 +137,23 @@ def _initdb(binaries: PgBinaries, options: Sequence[str], target: Path,
     (work / "bootstrap-password").chmod(0o600)
     shutil.rmtree(target, ignore_errors=True)
     os.rename(work, target)
+
+
+def run_sql_file(binaries: PgBinaries, *, service: str, host: str, port: int, password: str,
+                 database: str, path: str, where: str = "") -> None:
+    """Run an init file with psql (so pg_dump output and ``COPY ... FROM stdin`` work too),
+    stopping at the first error, with flushed commits so that replicas see it all."""
+    command = [binaries.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", host,
+               "-p", str(port), "-U", "postgres", "-d", database, "-f", path]
+    result = subprocess.run(command, capture_output=True, text=True, check=False,
+                            env={"PGPASSWORD": password, "PATH": "/usr/bin:/bin",
+                                 "PGOPTIONS": "-c synchronous_commit=on"})
+    if result.returncode != 0:
+        raise ServiceStartError(
+            f"service {service!r}: init file {path} failed",
+            checked=[f"psql -v ON_ERROR_STOP=1 -d {database} -f {path}{where} "
+                     f"-> exit {result.returncode}"],
+            fix=["fix the SQL at the line psql names below",
+                 "init files run once, against the service's first database"],
+            details=(result.stderr or result.stdout)[-2000:],
+        )

@@ -52,6 +52,7 @@ from ..process import (
     Spawned,
     copy_tree,
     kill_group,
+    pid_alive,
     signal_group,
     spawn,
     stop_group,
@@ -61,7 +62,7 @@ from ..process import (
 from ..topology import ServiceSpec
 from ..topology._ha_models import HAProxySpec, PatroniSpec
 from ._base import LOOPBACK, InternalLink, ProcessService, Service
-from ._pgbin import PgBinaries, Template, ensure_template, find_binaries
+from ._pgbin import PgBinaries, Template, ensure_template, find_binaries, run_sql_file
 
 SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
@@ -653,21 +654,9 @@ class PatroniService(ProcessService):
         self.initialized = True
 
     def _run_sql_file(self, leader: Member, path: str) -> None:
-        command = [self.binaries.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                   "-h", leader.host, "-p", str(leader.port), "-U", SUPERUSER,
-                   "-d", self.database, "-f", path]
-        result = subprocess.run(command, capture_output=True, text=True, check=False,
-                                env={"PGPASSWORD": self.password, "PATH": "/usr/bin:/bin",
-                                     "PGOPTIONS": "-c synchronous_commit=on"})
-        if result.returncode != 0:
-            raise ServiceStartError(
-                f"service {self.name!r}: init file {path} failed",
-                checked=[f"psql -v ON_ERROR_STOP=1 -d {self.database} -f {path} "
-                         f"on leader {leader.name} -> exit {result.returncode}"],
-                fix=["fix the SQL at the line psql names below",
-                     "init files run once, against the service's first database"],
-                details=(result.stderr or result.stdout)[-2000:],
-            )
+        run_sql_file(self.binaries, service=self.name, host=leader.host, port=leader.port,
+                     password=self.password, database=self.database, path=path,
+                     where=f" on leader {leader.name}")
 
     # -- processes: Patroni and the postmaster it started --------------------------------------
     def _patroni_processes(self) -> list[Spawned]:
@@ -849,17 +838,8 @@ def _kill_pid_group(pid: int) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.005)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return False
-    return data[data.rfind(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 def doctor_check() -> tuple[str, bool, str, str]:

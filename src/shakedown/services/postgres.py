@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import secrets
 import signal
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -18,11 +17,11 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg import sql
 
-from ..errors import ServiceStartError, ShakedownError
+from ..errors import ShakedownError
 from ..process import NotReady, copy_tree, spawn, wait_ready
 from ..topology import PostgresSpec
 from ._base import ProcessService
-from ._pgbin import PgBinaries, Template, ensure_template, find_binaries
+from ._pgbin import PgBinaries, Template, ensure_template, find_binaries, run_sql_file
 
 SUPERUSER = "postgres"
 TEMPLATE_DATABASE = "shakedown_template"
@@ -318,22 +317,8 @@ class PostgresService(ProcessService):
                 if isinstance(spec, PostgresSpec) and spec.replica_of == self.name]
 
     def _run_sql_file(self, path: str) -> None:
-        """Run an init file with psql, so pg_dump output and COPY ... FROM stdin work too."""
-        command = [self.binaries.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                   "-h", self.host, "-p", str(self.port), "-U", SUPERUSER,
-                   "-d", self.database, "-f", path]
-        result = subprocess.run(command, capture_output=True, text=True, check=False,
-                                env={"PGPASSWORD": self.password, "PATH": "/usr/bin:/bin",
-                                     "PGOPTIONS": "-c synchronous_commit=on"})
-        if result.returncode != 0:
-            raise ServiceStartError(
-                f"service {self.name!r}: init file {path} failed",
-                checked=[f"psql -v ON_ERROR_STOP=1 -d {self.database} -f {path} "
-                         f"-> exit {result.returncode}"],
-                fix=["fix the SQL at the line psql names below",
-                     "init files run once, against the service's first database"],
-                details=(result.stderr or result.stdout)[-2000:],
-            )
+        run_sql_file(self.binaries, service=self.name, host=self.host, port=self.port,
+                     password=self.password, database=self.database, path=path)
 
     def extra_state(self) -> dict[str, Any]:
         return {"password": self.password}
