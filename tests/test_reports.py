@@ -436,3 +436,29 @@ def test_timelines_are_cut_per_test_from_the_marks() -> None:
     assert open_fault.open and open_fault.end == pytest.approx(0.4)
     assert open_fault.label == "latency link latency_ms=200"
     assert not b.has_workload
+
+
+def test_a_report_marks_flaky_tests_and_shows_trends_from_the_history(tmp_path: Path) -> None:
+    db = HistoryDB(tmp_path / "history.db")
+    outcomes = ["passed", "failed", "passed", "failed"]
+    runs = []
+    for number, outcome in enumerate(outcomes):
+        data = {"run_id": f"run-{number}", "started": 1000.0 + number,
+                "tests": [{"nodeid": "t.py::flaky", "outcome": outcome, "duration": 0.1,
+                           "measurements": {"write": 0.100 + number / 100}},
+                          {"nodeid": "t.py::steady", "outcome": "passed", "duration": 0.1}],
+                "environments": [{"name": "e", "digest": "d"}]}
+        (tmp_path / f"run-{number}").mkdir()
+        runs.append(StoredRun.from_results(data, tmp_path / f"run-{number}"))
+        db.record_run(runs[-1], git_commit=None)
+    from shakedown.reports import build_report
+
+    html = build_report(runs[-1], db=db)
+    flaky = html.split('data-nodeid="t.py::flaky"')[1].split("</article>")[0]
+    steady = html.split('data-nodeid="t.py::steady"')[1].split("</article>")[0]
+    assert 'class="badge flaky"' in flaky and "3 flips in the last 4 runs" in flaky
+    assert "FLAKY" not in steady and steady.count('title="passed"') == 4
+    assert flaky.count("<circle") == 4 and 'class="sparkline"' in flaky  # four runs of write
+    assert "Bokeh" not in html and len(html) < 50_000, "no plot, no plotting library"
+    older = build_report(runs[1], db=db)  # a report of an older run sees no later runs
+    assert "FLAKY" not in older.split('data-nodeid="t.py::flaky"')[1].split("</article>")[0]

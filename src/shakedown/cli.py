@@ -11,40 +11,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import click
 import psutil
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from ._cli_support import console
+from ._cli_support import friendly as _friendly
 from .environment import Environment
 from .errors import ShakedownError, mask_url
 from .process import log_tail, reap, runtime_root
 from .topology import DEFAULT_FILE
-
-console = Console()
-err_console = Console(stderr=True)
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _friendly(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn ShakedownError into its message and exit code."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except ShakedownError as exc:
-            err_console.print(f"[bold red]error:[/] {mask_url(exc.render())}", markup=True,
-                              highlight=False, soft_wrap=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper
 
 
 def _state_root(files: Sequence[str]) -> Path:
@@ -94,10 +74,10 @@ def up(files: tuple[str, ...], name: str, detach: bool) -> None:
 
 
 def _wait_for_interrupt(env: Environment) -> None:
-    console.print("Press Ctrl-C to stop.")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
+    console.print("Press Ctrl-C to stop.")  # only once a signal would be handled
     stop.wait()
     console.print("stopping...")
     env.down()

@@ -8,16 +8,14 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import ParamSpec, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from .errors import ShakedownError, mask_url
+from ._cli_support import console
+from ._cli_support import friendly as _friendly
+from .errors import ShakedownError
 from .reports import (
     HISTORY_FILE,
     HistoryDB,
@@ -35,26 +33,9 @@ from .reports import (
 )
 from .reports import _format as fmt
 
-console = Console()
-err_console = Console(stderr=True)
-P = ParamSpec("P")
-R = TypeVar("R")
 SYMBOLS = {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "error": "[yellow]E[/]",
            "skipped": "[dim]s[/]", "xfailed": "[blue]x[/]", "xpassed": "[magenta]X[/]",
            "not run": "[magenta]-[/]"}
-
-
-def _friendly(func: Callable[P, R]) -> Callable[P, R]:
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except ShakedownError as exc:
-            err_console.print(f"[bold red]error:[/] {mask_url(exc.render())}", markup=True,
-                              highlight=False, soft_wrap=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper
 
 
 state_option = click.option("--state-dir", default=".shakedown", show_default=True,

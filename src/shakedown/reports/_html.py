@@ -356,7 +356,7 @@ td.num{text-align:right;white-space:nowrap}td.spark{padding:0 4px}
 .badge.failed{background:#d62728}.badge.error{background:#ef8f00}
 .badge.skipped{background:#8a99b0}.badge.xfailed{background:#6a8caf}
 .badge.xpassed,.badge.not-run,.badge.flaky{background:#9467bd}
-.recent{font:12px ui-monospace,Menlo,Consolas,monospace;margin-left:8px;letter-spacing:1px}
+.recent{font:bold 13px ui-monospace,Menlo,Consolas,monospace;margin-left:8px;letter-spacing:2px}
 .duration{color:#666;font-weight:400;font-size:13px}.reason{color:#555}
 pre{background:#f6f8fa;border:1px solid #e2e2e2;padding:8px;overflow:auto;max-height:420px;
  font:12px/1.35 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap}
