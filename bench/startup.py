@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import Figures, repeat, timed, verdict
@@ -80,6 +81,34 @@ def floor_once() -> float:
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait()
     shutil.rmtree(target.parent)
+    ports.release(port)
+    return seconds
+
+
+def redis_floor_once() -> float:
+    """Spawn redis-server by hand (as shakedown would: the service user, no persistence) and
+    PING it every millisecond until it answers."""
+    run_as = service_user()
+    ports = PortAllocator(runtime_root(), "bench-floor")
+    port = ports.allocate()
+    began = time.perf_counter()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", "/tmp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            user=run_as.uid if run_as else None,
+                            group=run_as.gid if run_as else None, start_new_session=True)
+    while True:
+        try:
+            with redis.Redis(port=port, socket_connect_timeout=1) as client:
+                client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None:
+                raise RuntimeError("the floor's redis-server did not start") from None
+            time.sleep(0.001)
+    seconds = time.perf_counter() - began
+    proc.kill()
+    proc.wait()
     ports.release(port)
     return seconds
 
@@ -141,6 +170,7 @@ def main() -> None:
     two = repeat("shakedown: primary + streaming replica ready", runs,
                  lambda: shakedown_up(pair))
     red = repeat("shakedown: redis ready", runs, lambda: shakedown_up(cache))
+    red_floor = repeat("floor: spawn redis-server + PING", runs, redis_floor_once)
     python, user = pytest_postgresql_python()
     peer = repeat("pytest-postgresql: first test setup", max(3, runs // 3),
                   lambda: pytest_postgresql_once(python, user))
@@ -150,6 +180,7 @@ def main() -> None:
                   peer.median / one.median, 5.0, higher_is_better=True))
     print(verdict("primary + replica ready (ms)", two.median * 1000, 300))
     print(verdict("redis ready (ms)", red.median * 1000, 30))
+    print(f"{'redis ready / redis floor (x)':<58} {red.median / red_floor.median:8.2f}")
     _ = Figures
 
 

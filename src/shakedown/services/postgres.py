@@ -178,7 +178,7 @@ class PostgresService(ProcessService):
         check = f"SELECT 1 as {SUPERUSER} on {self.host}:{self.port}"
         self.ready_seconds = wait_ready(self._probe, service=self.name, check=check,
                                         timeout=self.spec.ready_timeout, watch=self.processes,
-                                        interval=0.002, max_interval=0.02)
+                                        interval=0.001, max_interval=0.005)
 
     def _passwords(self) -> list[str]:
         if self._template is None:

@@ -103,7 +103,7 @@ class RedisService(ProcessService):
         self.ready_seconds = wait_ready(ping, service=self.name,
                                         check=f"PING on {self.host}:{self.port}",
                                         timeout=self.spec.ready_timeout, watch=self.processes,
-                                        interval=0.002, max_interval=0.02)
+                                        interval=0.001, max_interval=0.005)
 
     def extra_state(self) -> dict[str, Any]:
         return {"password": self.password}
