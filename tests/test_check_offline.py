@@ -74,3 +74,22 @@ def test_cli_check_exits_1_on_a_lost_write(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "shakedown", "check", str(none)],
                              capture_output=True, text=True, check=False)
     assert missing.returncode == 1 and "no history in" in missing.stderr
+
+
+def test_histories_are_checked_per_test(tmp_path: Path) -> None:
+    """Two tests on one environment reuse the same ids: each is checked on its own."""
+    from shakedown.checkers import split_by_test
+
+    history = History()
+    for test, final in (("t.py::one", [0, 1]), ("t.py::two", [0])):
+        history.append(NEMESIS, "info", "test", {"target": test, "event": "start"})
+        for value in (0, 1):
+            history.append(0, "invoke", "add", value)
+            history.append(0, "ok", "add", value)
+        record_final(history, "final-read", final)
+        history.append(NEMESIS, "info", "test", {"target": test, "event": "end"})
+    segments = split_by_test(history)
+    assert list(segments) == ["t.py::one", "t.py::two"]
+    assert check_history(segments["t.py::one"])["set"].validity == "valid"
+    two = check_history(segments["t.py::two"])["set"]
+    assert two.validity == "invalid" and two.counts["lost"] == 1

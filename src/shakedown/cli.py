@@ -383,7 +383,7 @@ def _ms(text: str) -> float:
 @_friendly
 def check(run_dir: Path, lag_bound: str | None) -> None:
     """Re-run the checkers on a stored run's histories (a run directory or one .jsonl)."""
-    from .checkers import check_history
+    from .checkers import check_history, split_by_test
     from .history import History
 
     paths = [run_dir] if run_dir.is_file() else sorted(run_dir.glob("histories/*.jsonl"))
@@ -392,16 +392,19 @@ def check(run_dir: Path, lag_bound: str | None) -> None:
                              checked=[f"{run_dir}/histories/*.jsonl"],
                              fix=["pass a run directory: .shakedown/runs/RUN_ID"])
     bound = _ms(lag_bound) / 1000 if lag_bound else None
-    table = Table("history", "checker", "result", "explanation")
+    table = Table("history", "test", "checker", "result", "explanation")
     worst = 0
     for path in paths:
-        results = check_history(History.load(path), lag_bound_s=bound)
-        if not results:
-            table.add_row(path.name, "-", "no checker applies", "")
-        for name, result in results.items():
-            colour = {"valid": "green", "invalid": "red"}.get(result.validity, "yellow")
-            table.add_row(path.name, name, f"[{colour}]{result.validity}[/]", result.explanation)
-            worst = max(worst, {"valid": 0, "unknown": 0, "invalid": 1}[result.validity])
+        checked = 0
+        for test, segment in split_by_test(History.load(path)).items():
+            for name, result in check_history(segment, lag_bound_s=bound).items():
+                colour = {"valid": "green", "invalid": "red"}.get(result.validity, "yellow")
+                table.add_row(path.name, test or "-", name, f"[{colour}]{result.validity}[/]",
+                              result.explanation)
+                worst = max(worst, {"valid": 0, "unknown": 0, "invalid": 1}[result.validity])
+                checked += 1
+        if not checked:
+            table.add_row(path.name, "-", "-", "no checker applies", "")
     console.print(table)
     sys.exit(worst)
 

@@ -6,7 +6,7 @@ history (``History.load``). ``tables_equal``/``table_summary`` read PostgreSQL a
 from shakedown.checkers._bank import bank
 from shakedown.checkers._lag import replication_lag
 from shakedown.checkers._leader import single_leader
-from shakedown.checkers._offline import check_history
+from shakedown.checkers._offline import check_history, split_by_test
 from shakedown.checkers._orphans import ENV_TAG, no_orphans
 from shakedown.checkers._result import Result, Validity, compose
 from shakedown.checkers._set import set_full
@@ -34,6 +34,7 @@ __all__ = [
     "replication_lag",
     "set_full",
     "single_leader",
+    "split_by_test",
     "table_summary",
     "tables_equal",
 ]

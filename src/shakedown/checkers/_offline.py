@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..history import FINAL, History
+from ..history import FINAL, History, Op
 from ._bank import bank
 from ._lag import replication_lag
 from ._leader import single_leader
@@ -38,6 +38,23 @@ def check_history(history: History, *, lag_bound_s: float | None = None) -> dict
             replication_lag(history, lag_bound_s) if lag_bound_s is not None
             else unknown("lag samples recorded but no bound given (--lag-bound)"))
     return results
+
+
+def split_by_test(history: History) -> dict[str, History]:
+    """The history cut per test, from the pytest plugin's ``f="test"`` marks (start/end):
+    each test's operations, faults and final reads, checked on their own. A history without
+    marks is one segment named ``""``."""
+    segments: dict[str, list[Op]] = {}
+    current: str | None = None
+    for op in history.ops():
+        if op.f == "test" and isinstance(op.value, dict):
+            current = str(op.value.get("target")) if op.value.get("event") == "start" else None
+            continue
+        if current is not None:
+            segments.setdefault(current, []).append(op)
+    if not segments:
+        return {"": history}
+    return {name: History(ops=ops) for name, ops in segments.items()}
 
 
 def _bank(history: History, final: Any) -> Result:
