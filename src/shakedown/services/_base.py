@@ -5,6 +5,7 @@ protocols (``Killable``, ``Pausable``) so that faults can ask a service what it 
 
 from __future__ import annotations
 
+import shutil
 import signal
 import threading
 from collections.abc import Callable, Mapping
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from ..errors import FaultError
+from ..errors import FaultError, MissingBinaryError
 from ..process import (
     RunAs,
     Spawned,
@@ -25,6 +26,21 @@ from ..process import (
 from ..topology import ServiceSpec, Topology
 
 LOOPBACK = "127.0.0.1"
+
+
+def find_binary(name: str, *, kind: str, bin_dir: str | None, system_dirs: str,
+                install: str) -> str:
+    """A server binary: in ``bin_dir`` when the topology gives one, else on PATH or in the
+    system directories Debian installs it to (``/usr/sbin`` is not on every PATH)."""
+    if bin_dir:
+        candidate = shutil.which(name, path=bin_dir)
+        searched = [f"bin_dir = {bin_dir!r}"]
+    else:
+        candidate = shutil.which(name) or shutil.which(name, path=system_dirs)
+        searched = [f"{name} on PATH and in {system_dirs}"]
+    if candidate is None:
+        raise MissingBinaryError(name, kind=kind, searched=searched, install=install)
+    return candidate
 
 
 @dataclass

@@ -8,7 +8,6 @@ Ports: ``ctx.ports[i]`` is member i's client port, ``ctx.ports[members + i]`` it
 from __future__ import annotations
 
 import base64
-import shutil
 import subprocess
 from typing import Any, ClassVar
 
@@ -18,21 +17,14 @@ from ..errors import MissingBinaryError
 from ..process import NotReady, Spawned, spawn, wait_ready
 from ..topology import ServiceSpec
 from ..topology._ha_models import EtcdSpec
-from ._base import ProcessService
+from ._base import ProcessService, find_binary
 
 INSTALL_HINT = "apt-get install -y etcd-server"
 
 
 def find_etcd(bin_dir: str | None) -> str:
-    if bin_dir:
-        candidate = shutil.which("etcd", path=bin_dir)
-        searched = [f"bin_dir = {bin_dir!r}"]
-    else:
-        candidate = shutil.which("etcd") or shutil.which("etcd", path="/usr/bin:/usr/local/bin")
-        searched = ["etcd on PATH, /usr/bin, /usr/local/bin"]
-    if candidate is None:
-        raise MissingBinaryError("etcd", kind="etcd", searched=searched, install=INSTALL_HINT)
-    return candidate
+    return find_binary("etcd", kind="etcd", bin_dir=bin_dir,
+                       system_dirs="/usr/bin:/usr/local/bin", install=INSTALL_HINT)
 
 
 class EtcdService(ProcessService):

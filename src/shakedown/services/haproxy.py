@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 import signal
 import subprocess
 from typing import Any, ClassVar
@@ -24,23 +23,15 @@ import psycopg
 from ..errors import MissingBinaryError
 from ..process import NotReady, spawn, wait_ready
 from ..topology._ha_models import HAProxySpec
-from ._base import ProcessService
+from ._base import ProcessService, find_binary
 from .patroni import SUPERUSER, PatroniService
 
 INSTALL_HINT = "apt-get install -y haproxy"
 
 
 def find_haproxy(bin_dir: str | None) -> str:
-    if bin_dir:
-        candidate = shutil.which("haproxy", path=bin_dir)
-        searched = [f"bin_dir = {bin_dir!r}"]
-    else:
-        candidate = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/sbin")
-        searched = ["haproxy on PATH, /usr/sbin"]
-    if candidate is None:
-        raise MissingBinaryError("haproxy", kind="haproxy", searched=searched,
-                                 install=INSTALL_HINT)
-    return candidate
+    return find_binary("haproxy", kind="haproxy", bin_dir=bin_dir, system_dirs="/usr/sbin:/sbin",
+                       install=INSTALL_HINT)
 
 
 class HAProxyService(ProcessService):

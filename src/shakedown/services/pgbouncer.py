@@ -11,7 +11,6 @@ survive between transactions: psycopg clients should pass ``prepare_threshold=No
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 from typing import Any, ClassVar
@@ -21,23 +20,14 @@ import psycopg
 from ..errors import MissingBinaryError
 from ..process import spawn, wait_ready
 from ..topology._ha_models import PgBouncerSpec
-from ._base import ProcessService
+from ._base import ProcessService, find_binary
 
 INSTALL_HINT = "apt-get install -y pgbouncer"
 
 
 def find_pgbouncer(bin_dir: str | None) -> str:
-    if bin_dir:
-        candidate = shutil.which("pgbouncer", path=bin_dir)
-        searched = [f"bin_dir = {bin_dir!r}"]
-    else:
-        candidate = (shutil.which("pgbouncer")
-                     or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin"))
-        searched = ["pgbouncer on PATH, /usr/sbin, /usr/bin"]
-    if candidate is None:
-        raise MissingBinaryError("pgbouncer", kind="pgbouncer", searched=searched,
-                                 install=INSTALL_HINT)
-    return candidate
+    return find_binary("pgbouncer", kind="pgbouncer", bin_dir=bin_dir,
+                       system_dirs="/usr/sbin:/usr/bin", install=INSTALL_HINT)
 
 
 class PgBouncerService(ProcessService):

@@ -4,33 +4,21 @@ off unless ``persistence = true``; ready when PING answers."""
 from __future__ import annotations
 
 import secrets
-import shutil
 import subprocess
 from typing import Any, ClassVar
 
 import redis
 
-from ..errors import MissingBinaryError
 from ..process import spawn, wait_ready
 from ..topology import RedisSpec
-from ._base import ProcessService
+from ._base import ProcessService, find_binary
 
 INSTALL_HINT = "apt-get install -y redis-server"
 
 
 def find_redis(bin_dir: str | None) -> str:
-    searched = []
-    if bin_dir:
-        candidate = shutil.which("redis-server", path=bin_dir)
-        searched.append(f"bin_dir = {bin_dir!r}")
-    else:
-        candidate = shutil.which("redis-server") or (
-            "/usr/bin/redis-server" if shutil.which("/usr/bin/redis-server") else None)
-        searched.append("redis-server on PATH and /usr/bin")
-    if candidate is None:
-        raise MissingBinaryError("redis-server", kind="redis", searched=searched,
-                                 install=INSTALL_HINT)
-    return candidate
+    return find_binary("redis-server", kind="redis", bin_dir=bin_dir, system_dirs="/usr/bin",
+                       install=INSTALL_HINT)
 
 
 class RedisService(ProcessService):
