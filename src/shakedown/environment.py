@@ -26,6 +26,7 @@ from .process import (
     EnvRecord,
     PortAllocator,
     Spawned,
+    Watchdog,
     check_reachable,
     current_owner,
     disk_data_root,
@@ -96,8 +97,7 @@ class Environment:
         self.events: list[Event] = []
         self.recorded: list[tuple[str, float]] = []
         self.started_at: float | None = None
-        self._watchdog: Any = None
-        self._watchdog_fd: int | None = None
+        self._watchdog: Watchdog | None = None
         self._ports: PortAllocator | None = None
         self._cancelled = threading.Event()
         self._record: EnvRecord | None = None
@@ -271,7 +271,7 @@ class Environment:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o755)
         if not self.detach:
-            self._watchdog, self._watchdog_fd = start_watchdog(record_path)
+            self._watchdog = start_watchdog(record_path)
 
     def _allocate_ports(self) -> dict[str, list[int]]:
         assert self._ports is not None
@@ -493,14 +493,8 @@ class Environment:
                           stop_on_failure=False)
 
     def _stop_watchdog(self) -> None:
-        if self._watchdog_fd is not None:
-            os.close(self._watchdog_fd)
-            self._watchdog_fd = None
         if self._watchdog is not None:
-            try:
-                self._watchdog.wait(timeout=5)
-            except Exception:
-                self._watchdog.kill()
+            self._watchdog.close()
             self._watchdog = None
 
 

@@ -31,7 +31,7 @@ from ._spawn import (
     wait_group_gone,
 )
 from ._users import RunAs, check_reachable, service_user
-from ._watchdog import start_watchdog
+from ._watchdog import Watchdog, start_watchdog
 
 __all__ = [
     "TAG_VARIABLE",
@@ -42,6 +42,7 @@ __all__ = [
     "ReapReport",
     "RunAs",
     "Spawned",
+    "Watchdog",
     "all_records",
     "cache_root",
     "check_reachable",

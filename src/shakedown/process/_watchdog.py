@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from ._paths import TAG_VARIABLE
@@ -19,19 +20,48 @@ from ._reaper import reap_env
 from ._records import EnvRecord
 
 
-def start_watchdog(record_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Start the watchdog for the record; return it and the pipe end the owner must keep."""
-    read_end, write_end = os.pipe()
-    env = {k: v for k, v in os.environ.items() if k != TAG_VARIABLE}
-    log = record_path.parent / "watchdog.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "shakedown.process._watchdog", str(record_path)],
-            stdin=read_end, stdout=out, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True,  # a Ctrl-C to the owner's terminal must not reach it
-        )
-    os.close(read_end)
-    return proc, write_end
+class Watchdog:
+    """The owner's side: the pipe end it keeps open, and the watchdog process. Started in a
+    thread so that forking it does not delay the servers' start (the pipe exists before any
+    server does, so an owner that dies during start still closes it)."""
+
+    def __init__(self, record_path: Path) -> None:
+        self._read_end, self._write_end = os.pipe()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._start, args=(record_path,), daemon=True,
+                                        name="shakedown-watchdog")
+        self._thread.start()
+
+    def _start(self, record_path: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k != TAG_VARIABLE}
+        log = record_path.parent / "watchdog.log"
+        try:
+            with log.open("ab") as out:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-m", "shakedown.process._watchdog", str(record_path)],
+                    stdin=self._read_end, stdout=out, stderr=subprocess.STDOUT, env=env,
+                    start_new_session=True,  # a Ctrl-C to the owner's terminal must not reach it
+                )
+        finally:
+            os.close(self._read_end)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Tell the watchdog the owner is done (EOF) and wait for it to exit."""
+        self._thread.join()
+        if self._write_end >= 0:
+            os.close(self._write_end)
+            self._write_end = -1
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+
+def start_watchdog(record_path: Path) -> Watchdog:
+    """Start the watchdog for the record; the owner keeps the returned handle until down."""
+    return Watchdog(record_path)
 
 
 def _main(record_path: Path) -> int:
