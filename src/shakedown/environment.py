@@ -318,8 +318,11 @@ class Environment:
     def _start_proxy(self) -> None:
         """One fault-proxy process serves every link of the environment: those declared in
         [links] and the kinds' own internal traffic (a Patroni member to etcd)."""
-        links = {name: (link.to, link.source) for name, link in self.topology.model.links.items()}
-        links.update({link.name: (link.to, link.source) for link in self._internal_links()})
+        links = {name: (self.services[link.to].host, self.services[link.to].port)
+                 for name, link in self.topology.model.links.items()}
+        links.update({link.name: link.upstream or (self.services[link.to].host,
+                                                   self.services[link.to].port)
+                      for link in self._internal_links()})
         if not links:
             return
         assert self._ports is not None
@@ -333,10 +336,9 @@ class Environment:
         proxy = self.proxy()
         assert proxy is not None
         proxy.wait_ready(timeout=10)
-        for name, (to, _source) in links.items():
-            target = self.services[to]
+        for name, (host, upstream_port) in links.items():
             port = self._ports.allocate()
-            proxy.create(name, port, target.host, target.port)
+            proxy.create(name, port, host, upstream_port)
             self.link_ports[name] = port
         self._emit("netproxy", "ready", time.monotonic() - began)
 
@@ -356,9 +358,10 @@ class Environment:
                              checked=[f"links: {', '.join(routes) or 'none declared'}"],
                              fix=["declare it: [links.NAME] from = \"a\", to = \"b\""])
         route, port = routes[name], self.link_ports[name]
-        seen = self.services[route.to].exports_through(LOOPBACK, port)
+        url = (self.services[route.to].exports_through(LOOPBACK, port)["url"]
+               if route.to in self.services else f"tcp://{LOOPBACK}:{port}")
         return Link(name=name, source=route.source, to=route.to, host=LOOPBACK, port=port,
-                    url=seen["url"])
+                    url=url)
 
     @property
     def faults(self) -> Faults:
@@ -366,7 +369,7 @@ class Environment:
         if self._faults is None:
             routes = {name: LinkRoute(name, link.source, link.to)
                       for name, link in self.topology.model.links.items()}
-            routes.update({link.name: LinkRoute(link.name, link.source, link.to)
+            routes.update({link.name: LinkRoute(link.name, link.source, link.to, link.peers)
                            for link in self._internal_links()})
             self._faults = Faults(self.services, routes, self.proxy, lambda: self.history,
                                   on_restart=self._after_restart)

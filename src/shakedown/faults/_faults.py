@@ -26,6 +26,11 @@ class LinkRoute:
     name: str
     source: str
     to: str
+    peers: tuple[str, ...] = ()  # further sources sharing the link
+
+    @property
+    def sources(self) -> set[str]:
+        return {self.source, *self.peers}
 
 
 @dataclass
@@ -196,12 +201,12 @@ class Faults:
         """Cut every link that crosses the two groups, both ways: data stops flowing (like
         packets dropped), so clients time out rather than see a clean error."""
         side_a, side_b = set(group_a), set(group_b)
-        labels = {r.source for r in self._links.values()}  # members of a kind, e.g. db0
+        labels = {s for r in self._links.values() for s in (*r.sources, r.to)}  # e.g. db0
         for name in (side_a | side_b) - labels:
             self._service(name)
         crossing = [r for r in self._links.values()
-                    if (r.source in side_a and r.to in side_b)
-                    or (r.source in side_b and r.to in side_a)]
+                    if (r.sources & side_a and r.to in side_b)
+                    or (r.sources & side_b and r.to in side_a)]
         if not crossing:
             declared = ", ".join(f"{r.source}->{r.to}" for r in self._links.values())
             raise FaultError(

@@ -73,6 +73,8 @@ class InternalLink:
     name: str
     source: str
     to: str
+    upstream: tuple[str, int] | None = None  # default: the ``to`` service's address
+    peers: tuple[str, ...] = ()  # further sources when several use the link (a member's peers)
 
 
 class Service:

@@ -451,7 +451,7 @@ class PatroniService(ProcessService):
             },
             "postgresql": {
                 "listen": f"{member.host}:{member.port}",
-                "connect_address": f"{member.host}:{member.port}",
+                "connect_address": self._connect_address(member),
                 "data_dir": str(self.pgdata(index)),
                 "bin_dir": str(self.binaries.bin_dir),
                 "bin_name": {"initdb": str(initdb)},
@@ -474,10 +474,25 @@ class PatroniService(ProcessService):
         }
 
     def internal_links(self) -> list[InternalLink]:
-        """Each member reaches etcd through a link of its own (``db0-dcs``), so that one
-        member can be cut from the DCS: ``faults.partition(["db0"], ["dcs"])``."""
-        return [InternalLink(name=f"{member.name}-{self.spec.etcd}", source=member.name,
-                             to=self.spec.etcd) for member in self.members]
+        """Each member reaches etcd through a link of its own (``db0-dcs``), and its peers
+        reach its postgres (replication, pg_rewind) through another (``db0-in``, its Patroni
+        ``connect_address``), so faults can cut one member from the DCS or from its peers:
+        ``faults.partition(["db0"], ["dcs"])``, ``faults.partition(["db0"], ["db1", "db2"])``.
+        Clients and HAProxy reach the members directly."""
+        links = [InternalLink(name=f"{member.name}-{self.spec.etcd}", source=member.name,
+                              to=self.spec.etcd) for member in self.members]
+        for member in self.members:
+            peers = tuple(m.name for m in self.members if m.name != member.name)
+            if peers:
+                links.append(InternalLink(name=f"{member.name}-in", source=peers[0],
+                                          to=member.name, upstream=(member.host, member.port),
+                                          peers=peers[1:]))
+        return links
+
+    def _connect_address(self, member: Member) -> str:
+        """Where peers reach this member's postgres: its inbound link, when there is one."""
+        port = self.ctx.link_port(f"{member.name}-in")
+        return f"{LOOPBACK}:{port}" if port is not None else f"{member.host}:{member.port}"
 
     def _etcd_hosts(self, index: int) -> list[str]:
         port = self.ctx.link_port(f"{self.member(index).name}-{self.spec.etcd}")
