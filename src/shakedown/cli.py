@@ -238,34 +238,27 @@ def _fault_command(func: Callable[..., None]) -> Callable[..., None]:
         file_option(name_option(_friendly(func))))
 
 
-@_fault_command
-@click.argument("service")
-@click.option("--process", help="Only this process of the service (see `shakedown status`).")
-def kill(service: str, process: str | None, files: tuple[str, ...], name: str) -> None:
-    """SIGKILL a service's processes and their children."""
-    _, faults = _faults_of(files, name)
-    faults.kill(service, process)
-    console.print(f"killed {service}" + (f" ({process})" if process else ""))
+def _process_fault(action: str, done: str, doc: str) -> Callable[..., None]:
+    """kill / pause / resume: a service, or one of its processes (``--process``)."""
+
+    def command(service: str, process: str | None, files: tuple[str, ...], name: str) -> None:
+        _, faults = _faults_of(files, name)
+        getattr(faults, action)(service, process)
+        console.print(f"{done} {service}" + (f" ({process})" if process else ""))
+
+    command.__name__ = action
+    command.__doc__ = doc
+    return command
 
 
-@_fault_command
-@click.argument("service")
-@click.option("--process", help="Only this process of the service.")
-def pause(service: str, process: str | None, files: tuple[str, ...], name: str) -> None:
-    """SIGSTOP a service: its clients hang until resume."""
-    _, faults = _faults_of(files, name)
-    faults.pause(service, process)
-    console.print(f"paused {service}")
-
-
-@_fault_command
-@click.argument("service")
-@click.option("--process", help="Only this process of the service.")
-def resume(service: str, process: str | None, files: tuple[str, ...], name: str) -> None:
-    """SIGCONT a paused service."""
-    _, faults = _faults_of(files, name)
-    faults.resume(service, process)
-    console.print(f"resumed {service}")
+for _action, _done, _doc in (
+    ("kill", "killed", "SIGKILL a service's processes and their children."),
+    ("pause", "paused", "SIGSTOP a service: its clients hang until resume."),
+    ("resume", "resumed", "SIGCONT a paused service."),
+):
+    _fault_command(click.argument("service")(click.option(
+        "--process", help="Only this process of the service (see `shakedown status`).")(
+        _process_fault(_action, _done, _doc))))
 
 
 def _lifecycle(action: str) -> Callable[..., None]:
