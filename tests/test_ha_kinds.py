@@ -227,6 +227,48 @@ def test_patroni_fails_over_when_the_leader_member_is_killed(
     print(f"failover after a leader crash: {failover:.2f}s (ttl {db.spec.ttl})")
 
 
+def test_haproxy_reaches_members_through_links_a_partition_cuts(
+    write_topology: Callable[..., Path],
+) -> None:
+    """HAProxy's sessions and health checks to each member go through links of its own: a
+    partition of a member from HAProxy takes it out of rotation, latency on its session link
+    slows queries routed to it, and heal brings it back."""
+    path = write_topology(CLUSTER.format(extra=""), schema__sql=SCHEMA)
+    with Environment.from_file(path) as env:
+        db, lb = env["db"], env["lb"]
+        assert isinstance(db, PatroniService) and isinstance(lb, HAProxyService)
+        routes = env.faults.routes
+        for member in db.members:
+            for link in (f"lb-{member.name}", f"lb-{member.name}-api"):
+                assert routes[link].source == "lb" and routes[link].to == member.name
+        config = lb.config_path.read_text()
+        for member in db.members:
+            assert f"127.0.0.1:{env.link_ports[f'lb-{member.name}']} " in config
+            assert f"port {env.link_ports[f'lb-{member.name}-api']}" in config
+            assert f":{member.port} " not in config, "HAProxy must not reach a member directly"
+
+        leader = db.leader()
+        assert leader is not None
+        write_through(lb.primary_url, 1)
+        with env.faults.latency(f"lb-{leader.name}", ms=150):
+            began = time.monotonic()
+            assert count_through(lb.primary_url) == 1
+            assert time.monotonic() - began >= 0.15, "the session did not cross the link"
+
+        replica = db.replicas()[0]
+
+        def replica_up() -> bool:
+            return lb.server_states()["replicas"][replica.name].startswith("UP")
+
+        env.faults.partition([replica.name], ["lb"])
+        wait_until(lambda: not replica_up(), 5, "HAProxy marks the cut replica down")
+        assert lb.routed_primary() == [leader.name], "the leader is not cut"
+        for _ in range(4):  # round robin over what is left: the other replica answers
+            assert count_through(lb.replica_url) == 1
+        env.faults.heal()
+        wait_until(replica_up, 5, "HAProxy routes to the replica again after heal")
+
+
 # -- PgBouncer -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("auth_type", ["scram-sha-256", "md5", "plain"])
 def test_pgbouncer_in_front_of_postgres(

@@ -23,8 +23,8 @@ import psycopg
 from ..errors import MissingBinaryError
 from ..process import NotReady, spawn, wait_ready
 from ..topology._ha_models import HAProxySpec
-from ._base import ProcessService, find_binary
-from .patroni import SUPERUSER, PatroniService
+from ._base import LOOPBACK, InternalLink, ProcessService, find_binary
+from .patroni import SUPERUSER, Member, PatroniService
 
 INSTALL_HINT = "apt-get install -y haproxy"
 
@@ -97,6 +97,30 @@ class HAProxyService(ProcessService):
                              check=False).stdout.split()
         return f"HAProxy {out[2] if len(out) > 2 else '?'}"
 
+    # -- links -------------------------------------------------------------------------------
+    def internal_links(self) -> list[InternalLink]:
+        """HAProxy reaches each member through two links of its own: ``lb-db0`` (client
+        sessions to its postgres) and ``lb-db0-api`` (the health checks on its Patroni REST
+        API), so ``faults.partition(["db0"], ["lb"])`` cuts the member off from HAProxy the
+        way a network would: sessions stall and the checks fail, so HAProxy marks it down."""
+        links = []
+        for member in self.backend.members:
+            links += [
+                InternalLink(name=f"{self.name}-{member.name}", source=self.name,
+                             to=member.name, upstream=(member.host, member.port)),
+                InternalLink(name=f"{self.name}-{member.name}-api", source=self.name,
+                             to=member.name, upstream=(member.host, member.rest_port)),
+            ]
+        return links
+
+    def _member_address(self, member: Member) -> tuple[str, int]:
+        """Where HAProxy sends a member's sessions (host:port) and its checks (port): the
+        member's links when the environment runs a proxy, its own ports otherwise."""
+        data = self.ctx.link_port(f"{self.name}-{member.name}")
+        check = self.ctx.link_port(f"{self.name}-{member.name}-api")
+        return (f"{LOOPBACK}:{data}" if data is not None else f"{member.host}:{member.port}",
+                check if check is not None else member.rest_port)
+
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def config_path(self) -> Any:
@@ -129,10 +153,10 @@ class HAProxyService(ProcessService):
                 f"    http-check send meth GET uri {check}",
                 "    http-check expect status 200",
             ]
-            # Member addresses as HAProxy sees them (direct on loopback for now).
             for member in self.backend.members:
-                lines.append(f"    server {member.name} {member.host}:{member.port} "
-                             f"check port {member.rest_port}")
+                data, check_port = self._member_address(member)
+                lines.append(f"    server {member.name} {data} "
+                             f"check addr {LOOPBACK} port {check_port}")
         lines += [
             "listen stats",
             "    mode http",

@@ -478,7 +478,7 @@ class PatroniService(ProcessService):
         reach its postgres (replication, pg_rewind) through another (``db0-in``, its Patroni
         ``connect_address``), so faults can cut one member from the DCS or from its peers:
         ``faults.partition(["db0"], ["dcs"])``, ``faults.partition(["db0"], ["db1", "db2"])``.
-        Clients and HAProxy reach the members directly."""
+        Clients reach the members directly; HAProxy has links of its own (see haproxy.py)."""
         links = [InternalLink(name=f"{member.name}-{self.spec.etcd}", source=member.name,
                               to=self.spec.etcd) for member in self.members]
         for member in self.members:
