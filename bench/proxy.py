@@ -3,6 +3,11 @@ direct vs through a shakedown link with no toxics (throughput ratio, added media
 pgbench's per-transaction log), then the bulk-transfer and round-trip figures of
 ``bench/proxy_bulk.py``.
 
+The peer, measured in the same run: HAProxy (C, event-driven, ``option splice-auto``) in TCP
+mode in front of the same server. It is the best a userspace TCP proxy does on this machine, so
+its ratio to direct is the floor any proxy that relays in userspace pays here: the extra process
+woken twice per round trip on cores that pgbench and the backends already keep busy.
+
     python bench/proxy.py [--seconds S] [--clients C] [--repeat N]
 
 Targets: throughput >= 0.85 of direct, added median latency <= 150 us, bulk >= 500 MB/s.
@@ -11,17 +16,22 @@ Targets: throughput >= 0.85 of direct, added median latency <= 150 us, bulk >= 5
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import verdict
 from shakedown import Environment
 from shakedown.services import PostgresService
+from shakedown.services.haproxy import find_haproxy
 
 TOPOLOGY = """
 [services.db]
@@ -56,6 +66,49 @@ def pgbench(db: PostgresService, host: str, port: int, clients: int, seconds: in
     return tps, statistics.median(latencies)
 
 
+HAPROXY_CONFIG = """global
+    maxconn 200
+    nbthread 1
+defaults
+    mode tcp
+    option splice-auto
+    timeout connect 1s
+    timeout client 1m
+    timeout server 1m
+listen pg
+    bind 127.0.0.1:{listen}
+    server db {host}:{port}
+"""
+
+
+@contextlib.contextmanager
+def haproxy_peer(host: str, port: int, directory: Path) -> Iterator[int]:
+    """HAProxy relaying a free port to host:port; yields the port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        listen = probe.getsockname()[1]
+    config = directory / "haproxy.cfg"
+    config.write_text(HAPROXY_CONFIG.format(listen=listen, host=host, port=port))
+    proc = subprocess.Popen([find_haproxy(None), "-db", "-f", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", listen)):
+                break
+            time.sleep(0.01)
+        yield listen
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def summary(label: str, runs: list[tuple[float, float]]) -> None:
+    tps = [r[0] for r in runs]
+    lat = [r[1] for r in runs]
+    print(f"  {label:<8} tps {min(tps):9.0f} / {statistics.median(tps):9.0f} / "
+          f"{max(tps):9.0f}   median latency {statistics.median(lat):7.0f} us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
@@ -75,19 +128,31 @@ def main() -> None:
                         "-p", str(db.port), "-U", "postgres", "postgres"], check=True,
                        capture_output=True, env={"PGPASSWORD": db.password})
         link = env.link("client-db")
-        direct, proxied = [], []
-        for _ in range(args.repeat):
-            direct.append(pgbench(db, db.host, db.port, args.clients, args.seconds, log_dir))
-            proxied.append(pgbench(db, link.host, link.port, args.clients, args.seconds,
-                                   log_dir))
-    for label, runs in (("direct", direct), ("proxied", proxied)):
-        tps = [r[0] for r in runs]
-        lat = [r[1] for r in runs]
-        print(f"  {label:<8} tps {min(tps):9.0f} / {statistics.median(tps):9.0f} / "
-              f"{max(tps):9.0f}   median latency {statistics.median(lat):7.0f} us")
-    ratio = statistics.median(r[0] for r in proxied) / statistics.median(r[0] for r in direct)
+        direct: list[tuple[float, float]] = []
+        proxied: list[tuple[float, float]] = []
+        peer: list[tuple[float, float]] = []
+        with haproxy_peer(db.host, db.port, directory) as peer_port:
+            for _ in range(args.repeat):
+                direct.append(pgbench(db, db.host, db.port, args.clients, args.seconds,
+                                      log_dir))
+                proxied.append(pgbench(db, link.host, link.port, args.clients, args.seconds,
+                                       log_dir))
+                peer.append(pgbench(db, "127.0.0.1", peer_port, args.clients, args.seconds,
+                                    log_dir))
+    print("  tps min / median / max over the runs")
+    summary("direct", direct)
+    summary("proxied", proxied)
+    summary("haproxy", peer)
+
+    def tps(runs: list[tuple[float, float]]) -> float:
+        return statistics.median(r[0] for r in runs)
+
+    ratio = tps(proxied) / tps(direct)
     added = statistics.median(r[1] for r in proxied) - statistics.median(r[1] for r in direct)
     print(verdict("pgbench throughput, proxied / direct", ratio, 0.85, higher_is_better=True))
+    print(f"{'  peer: HAProxy / direct (floor of a userspace relay here)':<58} "
+          f"{tps(peer) / tps(direct):8.2f}")
+    print(f"{'  shakedown / HAProxy':<58} {tps(proxied) / tps(peer):8.2f}")
     print(verdict("pgbench added median latency (us)", added, 150))
     print("\n-- bench/proxy_bulk.py --")
     subprocess.run([sys.executable, str(Path(__file__).parent / "proxy_bulk.py"),

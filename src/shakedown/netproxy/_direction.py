@@ -18,7 +18,13 @@ twice, not Python, so: the standard asyncio loop plus splice, no extra dependenc
 Those two extra wake-ups per round trip are also why a tight loopback ping-pong (PING to redis,
 32-byte echo) runs at only 0.3-0.45 of its direct round trips/s through the proxy here, short
 of the 0.85 aimed at; the ratio reaches 0.85 for workloads whose direct round trip is at least
-~150 µs (the benchmark prints that bound each run).
+~150 µs (the benchmark prints that bound each run). bench/proxy.py measures HAProxy (C,
+splice) in the same run as the floor any userspace relay pays here.
+An in-kernel relay was tried and rejected: a BPF sockhash with an ``sk_skb`` verdict program
+that redirects each socket's bytes to its peer's egress (prototype, kernel 6.18). Egress
+redirects are sent by a kernel worker, so a 32-byte echo took ~105 µs per round trip against
+~21 µs direct (the splice path adds 23-29 µs, above); sockets removed from the map drop what the
+worker has not sent yet, so the live switch to toxics could lose bytes.
 
 Pipeline (one or more toxics act): a reader callback puts chunks into a bounded buffer (full
 buffer = stop reading, so TCP pushes back on the sender) and one task runs the head chunk
