@@ -269,6 +269,41 @@ def test_haproxy_reaches_members_through_links_a_partition_cuts(
         wait_until(replica_up, 5, "HAProxy routes to the replica again after heal")
 
 
+def test_partition_cuts_only_the_peers_across_a_shared_link(
+    write_topology: Callable[..., Path],
+) -> None:
+    """Majority | minority: {leader, replica A} | {replica B}. B's replication from the leader
+    stalls (its connection into the leader's link is cut); A, which shares that link, keeps
+    streaming. Heal: B catches up."""
+    path = write_topology(CLUSTER.format(extra=""), schema__sql=SCHEMA)
+    with Environment.from_file(path) as env:
+        db = env["db"]
+        assert isinstance(db, PatroniService)
+        leader = db.leader()
+        assert leader is not None
+        kept, cut = db.replicas()
+
+        def replayed(member: Any) -> int:
+            return count_through(member.url)
+
+        write_through(leader.url, 1)
+        wait_until(lambda: replayed(kept) == 1 and replayed(cut) == 1, 10, "both replicas")
+        fault = env.faults.partition([leader.name, kept.name], [cut.name])
+        link_into_leader = f"{leader.name}-in"
+        assert fault.params["links"] and link_into_leader in fault.params["links"]
+        toxics = env.proxy().toxics(link_into_leader)  # type: ignore[union-attr]
+        assert toxics and all(t["sources"] == [cut.name] for t in toxics)
+
+        for row in range(2, 12):
+            write_through(leader.url, row)
+        wait_until(lambda: replayed(kept) == 11, 10, "the replica on the leader's side")
+        time.sleep(1.0)  # ample time for the cut replica, were it still streaming
+        assert replayed(cut) == 1, "the cut replica received WAL through the partition"
+
+        env.faults.heal()
+        wait_until(lambda: replayed(cut) == 11, 20, "the cut replica catches up after heal")
+
+
 # -- PgBouncer -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("auth_type", ["scram-sha-256", "md5", "plain"])
 def test_pgbouncer_in_front_of_postgres(

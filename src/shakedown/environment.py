@@ -336,9 +336,12 @@ class Environment:
         proxy = self.proxy()
         assert proxy is not None
         proxy.wait_ready(timeout=10)
+        shared = {link.name for link in self._internal_links() if link.peers}
         for name, (host, upstream_port) in links.items():
             port = self._ports.allocate()
-            proxy.create(name, port, host, upstream_port)
+            # A link several sources share tells each connection's source, so a partition
+            # can cut some of them only.
+            proxy.create(name, port, host, upstream_port, identify=name in shared)
             self.link_ports[name] = port
         self._emit("netproxy", "ready", time.monotonic() - began)
 

@@ -35,6 +35,11 @@ BAD_TOXICS: list[tuple[dict[str, Any], str]] = [
     ({"type": "down", "attributes": {"x": 1}}, "unknown attribute 'x'"),
     ({"type": "down", "toxicity": 0.5}, "toxicity of 'down' must be 1"),
     ({"type": "latency", "colour": "red", "attributes": {"latency_ms": 1}}, "unknown field"),
+    ({"type": "latency", "sources": "db1", "attributes": {"latency_ms": 1}},
+     "sources must be a list"),
+    ({"type": "latency", "sources": [""], "attributes": {"latency_ms": 1}},
+     "sources must be a list"),
+    ({"type": "down", "sources": ["db1"]}, "takes no sources"),
 ]
 
 
@@ -160,6 +165,7 @@ def test_toxic_listing_shows_what_was_set(
         "stream": "upstream",
         "toxicity": 0.5,
         "attributes": {"average_size": 10, "size_variation": 0, "delay_us": 0.0},
+        "sources": [],
     }]
 
 

@@ -132,8 +132,12 @@ class Faults:
 
     # -- network faults --------------------------------------------------------------------------
     def toxic(self, link: str, type: str, direction: Direction = "downstream",
-              toxicity: float = 1.0, **attributes: float) -> Fault:
-        """Add a toxic of ``type`` to a link, in one direction or both."""
+              toxicity: float = 1.0, *, sources: Iterable[str] = (),
+              **attributes: float) -> Fault:
+        """Add a toxic of ``type`` to a link, in one direction or both. ``sources``: on a
+        link several sources share (a Patroni member's inbound link), act only on the
+        connections of these."""
+        sources = tuple(sources)
         route = self._route(link)
         proxy = self._require_proxy()
         if type not in TOXIC_TYPES:
@@ -152,7 +156,7 @@ class Faults:
             for stream in streams:
                 name = f"{type}-{stream}-{fault_id}"
                 added.append(proxy.add_toxic(route.name, type, stream, toxicity, name=name,
-                                             **attributes))
+                                             sources=sources, **attributes))
                 if type == "down":
                     break  # down acts on the whole link
         except FaultError:
@@ -164,9 +168,11 @@ class Faults:
             for name in added:
                 proxy.remove_toxic(route.name, name)
 
-        params = {"direction": direction, **attributes}
+        params: dict[str, Any] = {"direction": direction, **attributes}
         if toxicity != 1.0:
             params["toxicity"] = toxicity
+        if sources:
+            params["sources"] = list(sources)
         return self._add(type, link, params, undo=undo, fault_id=fault_id)
 
     def latency(self, link: str, ms: float, jitter: float = 0, *,
@@ -213,7 +219,9 @@ class Faults:
                 f"no link crosses {sorted(side_a)} | {sorted(side_b)}: nothing to cut",
                 checked=[f"links: {declared or 'none'}"],
                 fix=["declare [links.NAME] from/to for the traffic to cut"])
-        parts = [self.toxic(r.name, "timeout", "both", timeout_ms=0) for r in crossing]
+        parts = [self.toxic(r.name, "timeout", "both", timeout_ms=0,
+                            sources=_cut_sources(r, side_a, side_b))
+                 for r in crossing]
         with self._lock:
             for part in parts:
                 self._active.remove(part)
@@ -380,3 +388,12 @@ class Faults:
             raise FaultError("the environment has no fault proxy running",
                              fix=["declare a [links.NAME] table so shakedown starts one"])
         return proxy
+
+
+def _cut_sources(route: LinkRoute, side_a: set[str], side_b: set[str]) -> tuple[str, ...]:
+    """Which of a link's sources a partition cuts: those on the other side from where it
+    leads. Empty (the whole link) when that is all of them; a link's own source and peers on
+    the same side as its end, or on neither side, keep their traffic."""
+    across = side_b if route.to in side_a else side_a
+    cut = route.sources & across
+    return () if cut == route.sources else tuple(sorted(cut))

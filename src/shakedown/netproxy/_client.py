@@ -6,6 +6,7 @@ does too) stays fast."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from shakedown.errors import FaultError
@@ -38,15 +39,19 @@ class ProxyControl:
     # -- proxies ---------------------------------------------------------------------------------
 
     def create(
-        self, name: str, listen_port: int, upstream_host: str, upstream_port: int
+        self, name: str, listen_port: int, upstream_host: str, upstream_port: int,
+        identify: bool = False,
     ) -> ProxyInfo:
         """Create a proxy listening on 127.0.0.1:listen_port (0: any free port; the answer's
-        ``listen`` says which) towards upstream_host:upstream_port."""
-        body = {
+        ``listen`` says which) towards upstream_host:upstream_port. ``identify``: tell the
+        source of each connection, so toxics with ``sources`` can act on some only."""
+        body: dict[str, Any] = {
             "name": name,
             "listen": f"127.0.0.1:{listen_port}",
             "upstream": f"{upstream_host}:{upstream_port}",
         }
+        if identify:
+            body["identify"] = True
         return cast(ProxyInfo, self._call("POST", "/proxies", body))
 
     def delete(self, name: str) -> None:
@@ -67,13 +72,17 @@ class ProxyControl:
         stream: str = "downstream",
         toxicity: float = 1.0,
         name: str | None = None,
+        sources: Sequence[str] = (),
         **attributes: float,
     ) -> str:
         """Add a toxic to ``proxy``; it acts on open connections at once. Returns its name
-        (default ``TYPE_STREAM``, or ``down`` for down)."""
+        (default ``TYPE_STREAM``, or ``down`` for down). ``sources``: act only on connections
+        from these sources (the proxy must identify them)."""
         body: dict[str, Any] = {
             "type": type, "stream": stream, "toxicity": toxicity, "attributes": attributes
         }
+        if sources:
+            body["sources"] = list(sources)
         if name is not None:
             body["name"] = name
         info = cast(ToxicInfo, self._call("POST", f"/proxies/{_seg(proxy)}/toxics", body))

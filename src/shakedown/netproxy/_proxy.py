@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 
 from ._direction import Direction
 from ._errors import ConflictError, NotFoundError
+from ._source import connecting_source
 from ._toxics import ToxicInfo, ToxicSpec
 
 log = logging.getLogger("shakedown.netproxy")
@@ -31,6 +32,7 @@ class ProxyInfo(TypedDict):
     upstream: str
     enabled: bool
     connections: int
+    identify: bool
     toxics: list[ToxicInfo]
 
 
@@ -56,7 +58,9 @@ class Connection:
         client: socket.socket,
         upstream: socket.socket,
         on_closed: Callable[[Connection], None],
+        source: str | None = None,
     ) -> None:
+        self.source = source  # who connected, on links that tell (see _source.py)
         self._sockets = (client, upstream)
         self._on_closed = on_closed
         self._closed = False
@@ -67,10 +71,11 @@ class Connection:
         )
 
     def apply(self, toxics: list[ToxicSpec]) -> None:
+        mine = [t for t in toxics if t.acts_on(self.source)]
         for direction in self._directions:
             if self._closed:
                 return
-            direction.apply(toxics)
+            direction.apply(mine)
 
     def direction_done(self) -> None:
         self._done += 1
@@ -101,8 +106,10 @@ class Connection:
 class Proxy:
     """Listens on ``listen`` and joins each client to a new connection to ``upstream``."""
 
-    def __init__(self, name: str, listen: Endpoint, upstream: Endpoint) -> None:
+    def __init__(self, name: str, listen: Endpoint, upstream: Endpoint,
+                 identify: bool = False) -> None:
         self.name = name
+        self.identify = identify  # tell each connection's source, for toxics with sources
         self.listen = listen
         self.upstream = upstream
         self.toxics: dict[str, ToxicSpec] = {}  # insertion order = order of application
@@ -178,7 +185,11 @@ class Proxy:
         for sock in (client, upstream):
             # Small writes must leave at once: the proxy may not add Nagle delays.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection = Connection(self._loop, client, upstream, self._connections.discard)
+        source = None
+        if self.identify:  # a scan of /proc: off the loop, before any byte is relayed
+            source = await self._loop.run_in_executor(None, connecting_source, client)
+        connection = Connection(self._loop, client, upstream, self._connections.discard,
+                                source)
         self._connections.add(connection)
         connection.apply(list(self.toxics.values()))
 
@@ -243,6 +254,7 @@ class Proxy:
             "upstream": str(self.upstream),
             "enabled": self.enabled,
             "connections": len(self._connections),
+            "identify": self.identify,
             "toxics": [t.info() for t in self.toxics.values()],
         }
 

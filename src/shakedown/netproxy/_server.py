@@ -5,7 +5,8 @@ runs until SIGTERM or SIGINT and then closes every listener and connection.
 Control API (JSON bodies; errors are 4xx with ``{error, checked, fix}``):
   GET    /version                         {"version": ...}
   GET    /proxies                         {name: proxy}
-  POST   /proxies                         {name, listen: "host:port", upstream: "host:port"}
+  POST   /proxies                         {name, listen: "host:port", upstream: "host:port",
+                                           identify?: bool (tell each connection's source)}
   GET    /proxies/NAME                    proxy
   DELETE /proxies/NAME
   GET    /proxies/NAME/toxics             [toxic]
@@ -47,8 +48,8 @@ class ProxyServer:
         self.proxies: dict[str, Proxy] = {}
 
     def create(self, body: object) -> ProxyInfo:
-        name, listen, upstream = _parse_proxy(body, self.proxies)
-        proxy = Proxy(name, listen, upstream)
+        name, listen, upstream, identify = _parse_proxy(body, self.proxies)
+        proxy = Proxy(name, listen, upstream, identify)
         proxy.open()
         self.proxies[name] = proxy
         log.info("proxy %s: %s -> %s", name, proxy.listen, upstream)
@@ -138,11 +139,20 @@ class ProxyServer:
         )
 
 
-def _parse_proxy(body: object, existing: Mapping[str, Proxy]) -> tuple[str, Endpoint, Endpoint]:
-    usage = ["body: {name, listen: '127.0.0.1:PORT', upstream: 'HOST:PORT'}"]
-    if not isinstance(body, Mapping) or set(body) != {"name", "listen", "upstream"}:
-        raise BadRequestError("a proxy needs exactly name, listen and upstream", checked=usage,
-                              fix=["send those three fields"])
+def _parse_proxy(
+    body: object, existing: Mapping[str, Proxy]
+) -> tuple[str, Endpoint, Endpoint, bool]:
+    usage = ["body: {name, listen: '127.0.0.1:PORT', upstream: 'HOST:PORT', identify?: bool}"]
+    required = {"name", "listen", "upstream"}
+    if (not isinstance(body, Mapping) or not required <= set(body)
+            or set(body) - {*required, "identify"}):
+        raise BadRequestError("a proxy needs exactly name, listen and upstream (and "
+                              "optionally identify)", checked=usage,
+                              fix=["send those fields"])
+    identify = body.get("identify", False)
+    if not isinstance(identify, bool):
+        raise BadRequestError(f"identify must be true or false, got {identify!r}",
+                              checked=usage, fix=["send a JSON boolean"])
     name = body["name"]
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise BadRequestError(f"proxy name {name!r} is not valid",
@@ -157,7 +167,7 @@ def _parse_proxy(body: object, existing: Mapping[str, Proxy]) -> tuple[str, Endp
         # Services listen on loopback only (DESIGN.md, Secrets); so does their proxy.
         raise BadRequestError(f"proxy {name!r}: listen address {listen} is not loopback",
                               checked=usage, fix=["listen on 127.0.0.1"])
-    return name, listen, _endpoint(name, "upstream", body["upstream"])
+    return name, listen, _endpoint(name, "upstream", body["upstream"]), identify
 
 
 def _endpoint(proxy: str, field: str, value: object) -> Endpoint:

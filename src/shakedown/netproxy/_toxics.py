@@ -58,6 +58,7 @@ class ToxicInfo(TypedDict):
     stream: str
     toxicity: float
     attributes: dict[str, float]
+    sources: list[str]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class ToxicSpec:
     stream: Stream
     toxicity: float
     attributes: Mapping[str, float] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()  # empty: every connection; else only those from these
 
     def info(self) -> ToxicInfo:
         return {
@@ -77,19 +79,26 @@ class ToxicSpec:
             "stream": self.stream,
             "toxicity": self.toxicity,
             "attributes": dict(self.attributes),
+            "sources": list(self.sources),
         }
+
+    def acts_on(self, source: str | None) -> bool:
+        """Whether the toxic acts on a connection from ``source`` (None: not known)."""
+        return not self.sources or source in self.sources
 
     def applies_to(self, direction: str) -> bool:
         return self.stream in (direction, "both")
 
 
 def parse_toxic(proxy: str, payload: object, taken: Collection[str]) -> ToxicSpec:
-    """Validate a toxic request (``{type, name?, stream?, toxicity?, attributes?}``) for
+    """Validate a toxic request (``{type, name?, stream?, toxicity?, attributes?,
+    sources?}``) for
     ``proxy``; ``taken`` holds the toxic names already on it. Raises FaultError naming the
     toxic and the bad field; never returns a half-valid spec."""
     if not isinstance(payload, Mapping):
         raise _bad(proxy, "?", "the request body must be a JSON object", [_usage()])
-    unknown = sorted(set(payload) - {"type", "name", "stream", "toxicity", "attributes"})
+    unknown = sorted(set(payload) - {"type", "name", "stream", "toxicity", "attributes",
+                                     "sources"})
     toxic_type = payload.get("type")
     if not isinstance(toxic_type, str) or toxic_type not in TOXIC_TYPES:
         hint = did_you_mean(toxic_type, TOXIC_TYPES) if isinstance(toxic_type, str) else ""
@@ -104,7 +113,18 @@ def parse_toxic(proxy: str, payload: object, taken: Collection[str]) -> ToxicSpe
         raise _bad(proxy, name, f"unknown field(s) {', '.join(unknown)}", [_usage()])
     toxicity = _parse_toxicity(proxy, name, toxic_type, payload.get("toxicity", 1.0))
     attributes = _parse_attributes(proxy, name, toxic_type, payload.get("attributes", {}))
-    return ToxicSpec(name, toxic_type, stream, toxicity, attributes)
+    sources = _parse_sources(proxy, name, toxic_type, payload.get("sources", []))
+    return ToxicSpec(name, toxic_type, stream, toxicity, attributes, sources)
+
+
+def _parse_sources(proxy: str, name: str, toxic_type: str, sources: object) -> tuple[str, ...]:
+    usage = ["sources: a list of source labels (the connecting processes' SHAKEDOWN_SOURCE)"]
+    if not isinstance(sources, list) or not all(isinstance(s, str) and s for s in sources):
+        raise _bad(proxy, name, f"sources must be a list of names, got {sources!r}", usage)
+    if sources and toxic_type == "down":
+        # down closes the listener: it cannot apply to some connections only.
+        raise _bad(proxy, name, "'down' acts on every connection: it takes no sources", usage)
+    return tuple(sources)
 
 
 def _parse_stream(proxy: str, toxic_type: str, stream: object) -> Stream:
@@ -214,4 +234,4 @@ def _bad(proxy: str, toxic: str, problem: str, checked: list[str]) -> BadRequest
 
 
 def _usage() -> str:
-    return "body: {type, name?, stream?, toxicity?, attributes?}"
+    return "body: {type, name?, stream?, toxicity?, attributes?, sources?}"

@@ -47,6 +47,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import FaultError, MissingBinaryError, ServiceStartError
+from ..netproxy import SOURCE_VARIABLE
 from ..process import (
     NotReady,
     Spawned,
@@ -478,6 +479,9 @@ class PatroniService(ProcessService):
         reach its postgres (replication, pg_rewind) through another (``db0-in``, its Patroni
         ``connect_address``), so faults can cut one member from the DCS or from its peers:
         ``faults.partition(["db0"], ["dcs"])``, ``faults.partition(["db0"], ["db1", "db2"])``.
+        A member's inbound link tells which peer each connection comes from (the proxy reads
+        the connecting process's SHAKEDOWN_SOURCE), so ``faults.partition(["db0", "db1"],
+        ["db2"])`` cuts db2's connections into db0 and db1 and leaves db0 <-> db1 alone.
         Clients reach the members directly; HAProxy has links of its own (see haproxy.py)."""
         links = [InternalLink(name=f"{member.name}-{self.spec.etcd}", source=member.name,
                               to=self.spec.etcd) for member in self.members]
@@ -502,8 +506,11 @@ class PatroniService(ProcessService):
         return etcd["endpoints"].split(",")
 
     def _spawn_member(self, index: int) -> Spawned:
+        # The source label goes down to postgres and its walreceiver, so the member's own
+        # link (shared by its peers) can tell which peer a connection comes from.
         return spawn([self.patroni, str(self.member_dir(index) / "patroni.yml")],
                      role=f"patroni{index}", log_path=self.log_path, env_id=self.ctx.env_id,
+                     env={SOURCE_VARIABLE: self.member(index).name},
                      cwd=self.member_dir(index), run_as=self.ctx.run_as)
 
     def start(self) -> None:
