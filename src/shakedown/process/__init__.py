@@ -27,6 +27,7 @@ from ._spawn import (
     signal_family,
     signal_group,
     spawn,
+    stop_family,
     stop_group,
     wait_group_gone,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "signal_group",
     "spawn",
     "start_watchdog",
+    "stop_family",
     "stop_group",
     "tagged_processes",
     "tcp_probe",

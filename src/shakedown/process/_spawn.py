@@ -174,6 +174,20 @@ def signal_family(proc: Spawned, sig: int) -> list[int]:
     return members
 
 
+def stop_family(proc: Spawned, timeout: float = 2.0) -> list[int]:
+    """SIGSTOP the family and wait until the kernel shows each member stopped: a signal takes
+    effect only when its target next runs, which on a loaded machine can be after the caller
+    has moved on (a test would then talk to a server it believes paused)."""
+    members = signal_family(proc, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    waiting = list(members)
+    while waiting and time.monotonic() < deadline:
+        waiting = [pid for pid in waiting if process_state(pid) not in ("T", "t", "Z", "X", None)]
+        if waiting:
+            time.sleep(0.001)
+    return members
+
+
 def signal_group(pgid: int, sig: int) -> bool:
     """Send ``sig`` to the group; False when the group no longer exists."""
     try:

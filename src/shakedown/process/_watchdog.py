@@ -42,6 +42,8 @@ class Watchdog:
                     stdin=self._read_end, stdout=out, stderr=subprocess.STDOUT, env=env,
                     start_new_session=True,  # a Ctrl-C to the owner's terminal must not reach it
                 )
+        except FileNotFoundError:
+            pass  # the environment failed and was cleaned up before this thread ran
         finally:
             os.close(self._read_end)
 

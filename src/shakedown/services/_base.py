@@ -21,6 +21,7 @@ from ..process import (
     log_tail,
     process_state,
     signal_family,
+    stop_family,
     stop_group,
 )
 from ..topology import ServiceSpec, Topology
@@ -228,7 +229,7 @@ class ProcessService(Service):
     def pause(self, role: str | None = None) -> None:
         """SIGSTOP the processes and all their children (open connections freeze too)."""
         for proc in self._select(role):
-            signal_family(proc, signal.SIGSTOP)
+            stop_family(proc)
 
     def resume(self, role: str | None = None) -> None:
         for proc in self._select(role):
