@@ -163,6 +163,19 @@ def test_partition_and_heal(env: Environment) -> None:
     assert redis.Redis.from_url(env["cache"].url).ping()
 
 
+def test_isolate_cuts_every_link_of_a_service(env: Environment) -> None:
+    cut = env.faults.isolate("db")
+    assert cut.params["links"] == ["app-db"]
+    with pytest.raises(psycopg.OperationalError):
+        pg(env.link("app-db").url, connect_timeout=1)
+    assert redis.Redis.from_url(env.link("app-cache").url, socket_timeout=1).ping()
+    env.faults.heal()
+    with pg(env.link("app-db").url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(FaultError, match="did you mean 'cache'"):
+        env.faults.isolate("cach")
+
+
 def test_pause_times_out_a_client_and_resume_answers(env: Environment) -> None:
     client = redis.Redis.from_url(env["cache"].url, socket_timeout=0.3)
     with env.faults.pause("cache"):

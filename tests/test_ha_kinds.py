@@ -303,6 +303,17 @@ def test_partition_cuts_only_the_peers_across_a_shared_link(
         env.faults.heal()
         wait_until(lambda: replayed(cut) == 11, 20, "the cut replica catches up after heal")
 
+        # isolate() takes a member too: its links to etcd, from its peers and from HAProxy.
+        alone = env.faults.isolate(cut.name)
+        assert {f"{cut.name}-dcs", f"{cut.name}-in", f"lb-{cut.name}", f"lb-{cut.name}-api",
+                link_into_leader, f"{kept.name}-in"} <= set(alone.params["links"])
+        write_through(leader.url, 12)
+        wait_until(lambda: replayed(kept) == 12, 10, "the other replica")
+        time.sleep(1.0)
+        assert replayed(cut) == 11, "the isolated member received WAL"
+        env.faults.heal()
+        wait_until(lambda: replayed(cut) == 12, 20, "the isolated member catches up")
+
 
 # -- PgBouncer -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("auth_type", ["scram-sha-256", "md5", "plain"])

@@ -207,8 +207,7 @@ class Faults:
         """Cut every link that crosses the two groups, both ways: data stops flowing (like
         packets dropped), so clients time out rather than see a clean error."""
         side_a, side_b = set(group_a), set(group_b)
-        labels = {s for r in self._links.values() for s in (*r.sources, r.to)}  # e.g. db0
-        for name in (side_a | side_b) - labels:
+        for name in (side_a | side_b) - self._labels():  # a label may be a member: db0
             self._service(name)
         crossing = [r for r in self._links.values()
                     if (r.sources & side_a and r.to in side_b)
@@ -234,9 +233,16 @@ class Faults:
                          {"links": [r.name for r in crossing]}, undo=undo)
 
     def isolate(self, service: str) -> Fault:
-        """Partition one service from every other."""
-        others = [name for name in self._services if name != service]
-        return self.partition([service], others)
+        """Partition one service, or one member of a cluster (``db0``), from every other
+        service and member."""
+        names = set(self._services) | self._labels()
+        if service not in names:
+            self._service(service)  # raises: no such service, with a suggestion
+        return self.partition([service], sorted(names - {service}))
+
+    def _labels(self) -> set[str]:
+        """Every name the links know as a source or an end (services and cluster members)."""
+        return {s for r in self._links.values() for s in (*r.sources, r.to)}
 
     # -- AWS faults ------------------------------------------------------------------------------
     def aws_error(self, target: str, service: str, operation: str, error: str,
