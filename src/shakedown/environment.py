@@ -318,11 +318,12 @@ class Environment:
     def _start_proxy(self) -> None:
         """One fault-proxy process serves every link of the environment: those declared in
         [links] and the kinds' own internal traffic (a Patroni member to etcd)."""
+        internal = self._internal_links()
         links = {name: (self.services[link.to].host, self.services[link.to].port)
                  for name, link in self.topology.model.links.items()}
         links.update({link.name: link.upstream or (self.services[link.to].host,
                                                    self.services[link.to].port)
-                      for link in self._internal_links()})
+                      for link in internal})
         if not links:
             return
         assert self._ports is not None
@@ -336,7 +337,7 @@ class Environment:
         proxy = self.proxy()
         assert proxy is not None
         proxy.wait_ready(timeout=10)
-        shared = {link.name for link in self._internal_links() if link.peers}
+        shared = {link.name for link in internal if link.peers}
         for name, (host, upstream_port) in links.items():
             port = self._ports.allocate()
             # A link several sources share tells each connection's source, so a partition

@@ -1,9 +1,8 @@
 """Who is at the other end of an accepted loopback connection: the process that opened it and
 the source label shakedown gave that process or an ancestor (``SHAKEDOWN_SOURCE`` in its
 environment, which a Patroni member passes on to its postmaster, the parent of its
-walreceiver). A link shared
-by several sources (every peer of a Patroni member reaches it through one connect address) uses
-it so a toxic can act on one source's connections only."""
+walreceiver). A link shared by several sources (every peer of a Patroni member reaches it
+through one connect address) uses it so a toxic can act on one source's connections only."""
 
 from __future__ import annotations
 

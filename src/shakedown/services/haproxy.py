@@ -105,19 +105,24 @@ class HAProxyService(ProcessService):
         way a network would: sessions stall and the checks fail, so HAProxy marks it down."""
         links = []
         for member in self.backend.members:
+            sessions, checks = self._link_names(member)
             links += [
-                InternalLink(name=f"{self.name}-{member.name}", source=self.name,
-                             to=member.name, upstream=(member.host, member.port)),
-                InternalLink(name=f"{self.name}-{member.name}-api", source=self.name,
-                             to=member.name, upstream=(member.host, member.rest_port)),
+                InternalLink(name=sessions, source=self.name, to=member.name,
+                             upstream=(member.host, member.port)),
+                InternalLink(name=checks, source=self.name, to=member.name,
+                             upstream=(member.host, member.rest_port)),
             ]
         return links
+
+    def _link_names(self, member: Member) -> tuple[str, str]:
+        """The names of HAProxy's links to a member: (sessions, health checks)."""
+        return f"{self.name}-{member.name}", f"{self.name}-{member.name}-api"
 
     def _member_address(self, member: Member) -> tuple[str, int]:
         """Where HAProxy sends a member's sessions (host:port) and its checks (port): the
         member's links when the environment runs a proxy, its own ports otherwise."""
-        data = self.ctx.link_port(f"{self.name}-{member.name}")
-        check = self.ctx.link_port(f"{self.name}-{member.name}-api")
+        sessions, checks = self._link_names(member)
+        data, check = self.ctx.link_port(sessions), self.ctx.link_port(checks)
         return (f"{LOOPBACK}:{data}" if data is not None else f"{member.host}:{member.port}",
                 check if check is not None else member.rest_port)
 
