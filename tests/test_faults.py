@@ -47,31 +47,17 @@ SCHEMA = "CREATE TABLE t (id int PRIMARY KEY);\n"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
-    # One environment for the module (faults are healed after each test): the per-test
-    # runtime root of conftest is replaced by a module one.
-    root = Path(f"/dev/shm/shakedown-test-faults-{os.getpid()}")
-    root.mkdir(exist_ok=True)
+    # One environment for the module (faults are healed after each test), in the run's
+    # runtime root like everything else, so the leak guard sees what each test starts.
     directory = tmp_path_factory.mktemp("faults")
     (directory / "shakedown.toml").write_text(TOPOLOGY)
     (directory / "schema.sql").write_text(SCHEMA)
-    previous = os.environ.get("SHAKEDOWN_RUNTIME_DIR")
-    os.environ["SHAKEDOWN_RUNTIME_DIR"] = str(root)
-    root.chmod(0o755)
-    environment = Environment.from_file(directory / "shakedown.toml").up()
-    yield environment
-    environment.down()
-    import shutil
-
-    shutil.rmtree(root, ignore_errors=True)
-    if previous is None:
-        os.environ.pop("SHAKEDOWN_RUNTIME_DIR", None)
-    else:
-        os.environ["SHAKEDOWN_RUNTIME_DIR"] = previous
+    with Environment.from_file(directory / "shakedown.toml") as environment:
+        yield environment
 
 
 @pytest.fixture(autouse=True)
-def healed(env: Environment, runtime_root: Path) -> Iterator[None]:
-    os.environ["SHAKEDOWN_RUNTIME_DIR"] = str(Path(env.data_dir).parent.parent)
+def healed(env: Environment) -> Iterator[None]:
     yield
     env.faults.heal()
 
