@@ -28,6 +28,8 @@ import shutil
 import signal
 import socket
 import struct
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +109,9 @@ class Guard:
         self.active: dict[int, Any] = {}  # id(fixturedef) -> fixturedef (wider scope, set up)
         self.fixture_held: dict[int, Holding] = {}  # id(fixturedef) -> what its setup started
         self.private_roots = 0
+        self.seen: set[int] = set()  # pids of this run seen during the current item
+        self.sampling = threading.Event()
+        threading.Thread(target=self._sample, name="leak-guard-sampler", daemon=True).start()
 
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -118,6 +123,13 @@ class Guard:
         return snap
 
     def _processes(self) -> Iterator[Proc]:
+        parents, starts, tagged, mine = self._scan()
+        for pid in mine:
+            yield Proc(pid, starts[pid], _inherited_tag(pid, parents, tagged), _cmdline(pid))
+
+    def _scan(self) -> tuple[dict[int, int], dict[int, int], dict[int, tuple[str, str | None]],
+                             set[int]]:
+        """Parent, start time and tags of every live process; and which are this run's."""
         parents: dict[int, int] = {}
         starts: dict[int, int] = {}
         tagged: dict[int, tuple[str, str | None]] = {}
@@ -138,10 +150,19 @@ class Guard:
         mine = _descendants(me, parents)
         for root_pid in roots:  # a detached environment's servers: children of init
             mine |= {root_pid} | _descendants(root_pid, parents)
-        for pid in mine - {me}:
-            if pid in parents:
-                yield Proc(pid, starts[pid], _inherited_tag(pid, parents, tagged),
-                           _cmdline(pid))
+        mine = {pid for pid in mine if pid in parents} - {me}
+        self.seen |= mine
+        return parents, starts, tagged, mine
+
+    def _sample(self) -> None:
+        """Note this run's processes every 100 ms while an item runs: a System V segment
+        names only the pid that created it (a postmaster, dead by the time anyone looks), and
+        this is how the guard tells this run's segments from those of other runs."""
+        while True:
+            self.sampling.wait()
+            with contextlib.suppress(Exception):  # a process vanishing mid-scan, at exit
+                self._scan()
+            time.sleep(0.1)
 
     def _runtime_paths(self) -> dict[str, str | None]:
         found: dict[str, str | None] = {}
@@ -219,7 +240,8 @@ class Guard:
                 found.append(f"shared-memory segment /dev/shm/{name}")
         for shmid, (cpid, nattch) in after.sysv.items():
             # Attached segments belong to a live process (a leak of its own, or not ours).
-            if nattch == 0 and leaked(f"sysv {shmid}", None, shmid in before.sysv):
+            if nattch == 0 and cpid in self.seen and leaked(f"sysv {shmid}", None,
+                                                            shmid in before.sysv):
                 found.append(f"System V shared-memory segment {shmid} (created by pid {cpid},"
                              " no process attached)")
         return found
@@ -229,8 +251,10 @@ class Guard:
         env_ids = {_env_of(p) for p in after.procs.values()} - held.env_ids - {None}
         for env_id in sorted(e for e in env_ids if e):
             kill_tagged(env_id)
-        for key, proc in after.procs.items():
-            if key not in before.procs and key not in held.keys and _env_of(proc) is None:
+        for key, proc in after.procs.items():  # untagged ones too (a leaked env's watchdog)
+            env_id = _env_of(proc)
+            if key not in before.procs and key not in held.keys and not (
+                    env_id and env_id in held.env_ids):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGKILL)
         for path, env_id in after.paths.items():
@@ -240,8 +264,9 @@ class Guard:
             if f"shm {name}" not in held.keys:
                 with contextlib.suppress(OSError):
                     (_SHM / name).unlink()
-        for shmid, (_, nattch) in after.sysv.items():
-            if shmid not in before.sysv and nattch == 0 and f"sysv {shmid}" not in held.keys:
+        for shmid, (cpid, nattch) in after.sysv.items():
+            if (shmid not in before.sysv and nattch == 0 and cpid in self.seen
+                    and f"sysv {shmid}" not in held.keys):
                 _remove_sysv(shmid)
 
     def close(self) -> None:
@@ -272,6 +297,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     guard = item.config.stash[GUARD]
+    guard.seen = set()
+    guard.sampling.set()
     item.stash[BEFORE] = (guard.snapshot(), guard.holding(item.config))
     return (yield)
 
@@ -303,6 +330,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
     finally:
         guard = item.config.stash[GUARD]
+        guard.sampling.clear()
         if BEFORE in item.stash:
             before, held_before = item.stash[BEFORE]
             after, held_after = guard.snapshot(), guard.holding(item.config)
