@@ -300,10 +300,13 @@ def test_readme_example_runs(tmp_path: Path) -> None:
     for name, content in (("schema.sql", SCHEMA),):
         (tmp_path / name).write_text(content)
     (tmp_path / "test_example.py").write_text(test)
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "--shakedown-strict"],
                             cwd=tmp_path, capture_output=True, text=True, check=False,
                             env=os.environ.copy())
     assert result.returncode == 0, result.stdout + result.stderr
+    # A skip also exits 0: the example must have run, and passed.
+    assert re.search(r"^1 passed in ", result.stdout, re.M), result.stdout
 
 
 def test_file_from_the_command_line_and_the_ini(pytester: pytest.Pytester) -> None:
