@@ -110,6 +110,7 @@ class Guard:
         self.fixture_held: dict[int, Holding] = {}  # id(fixturedef) -> what its setup started
         self.private_roots = 0
         self.seen: set[int] = set()  # pids of this run seen during the current item
+        self.seen_shm: set[str] = set()  # /dev/shm names they mapped
         self.sampling = threading.Event()
         threading.Thread(target=self._sample, name="leak-guard-sampler", daemon=True).start()
 
@@ -152,12 +153,16 @@ class Guard:
             mine |= {root_pid} | _descendants(root_pid, parents)
         mine = {pid for pid in mine if pid in parents} - {me}
         self.seen |= mine
+        for pid in mine | {me}:
+            self.seen_shm |= _mapped_shm(pid)
         return parents, starts, tagged, mine
 
     def _sample(self) -> None:
-        """Note this run's processes every 100 ms while an item runs: a System V segment
-        names only the pid that created it (a postmaster, dead by the time anyone looks), and
-        this is how the guard tells this run's segments from those of other runs."""
+        """Note this run's processes, and the /dev/shm segments they map, every 100 ms while
+        an item runs: a System V segment names only the pid that created it (a postmaster,
+        dead by the time anyone looks) and a POSIX one nobody at all; this is how the guard
+        tells this run's segments from those of other runs on the machine (which it must
+        neither blame on a test nor remove)."""
         while True:
             self.sampling.wait()
             with contextlib.suppress(Exception):  # a process vanishing mid-scan, at exit
@@ -235,7 +240,7 @@ class Guard:
         for path, env_id in after.paths.items():
             if leaked(path, env_id, path in before.paths):
                 found.append(f"runtime directory entry {path}")
-        for name in sorted(after.shm):
+        for name in sorted(after.shm & self.seen_shm):
             if leaked(f"shm {name}", None, name in before.shm):
                 found.append(f"shared-memory segment /dev/shm/{name}")
         for shmid, (cpid, nattch) in after.sysv.items():
@@ -260,7 +265,7 @@ class Guard:
         for path, env_id in after.paths.items():
             if path not in before.paths and not (env_id and env_id in held.env_ids):
                 _remove(Path(path))
-        for name in after.shm - before.shm:
+        for name in (after.shm - before.shm) & self.seen_shm:
             if f"shm {name}" not in held.keys:
                 with contextlib.suppress(OSError):
                     (_SHM / name).unlink()
@@ -297,7 +302,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     guard = item.config.stash[GUARD]
-    guard.seen = set()
+    guard.seen, guard.seen_shm = set(), set()
     guard.sampling.set()
     item.stash[BEFORE] = (guard.snapshot(), guard.holding(item.config))
     return (yield)
@@ -537,6 +542,19 @@ def _socket_owners(inodes: set[int], pids: Iterable[int]) -> dict[int, int]:
                 if target in wanted:
                     owners[wanted[target]] = pid
     return owners
+
+
+def _mapped_shm(pid: int) -> set[str]:
+    """Names of the /dev/shm files a process maps."""
+    data = _proc_read(pid, "maps")
+    found = set()
+    for line in (data or b"").splitlines():
+        at = line.find(b" /dev/shm/")
+        if at >= 0:
+            name = line[at + 10:].decode(errors="replace").removesuffix(" (deleted)")
+            if "/" not in name and not name.startswith("shakedown"):
+                found.add(name)
+    return found
 
 
 def _shm_segments() -> set[str]:

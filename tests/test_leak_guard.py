@@ -62,8 +62,12 @@ def test_leaks_a_listener_of_its_own():
 def test_leaks_a_runtime_directory():
     (Path(os.environ["SHAKEDOWN_RUNTIME_DIR"]) / "default-0000dead").mkdir()
 
-def test_leaks_a_posix_segment():
-    Path(f"/dev/shm/leak-guard-test-{os.getpid()}").write_bytes(b"x" * 4096)
+POSIX = ("import mmap, os, sys, time; fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR);"
+         " os.ftruncate(fd, 4096); segment = mmap.mmap(fd, 4096); time.sleep(0.5)")
+
+def test_leaks_a_posix_segment():  # mapped, then left (shm_open without shm_unlink)
+    subprocess.run([sys.executable, "-c", POSIX, f"/dev/shm/leak-guard-test-{os.getpid()}"],
+                   check=True)
 
 SYSV = ("import ctypes, ctypes.util, time; libc = ctypes.CDLL(ctypes.util.find_library('c'));"
         " assert libc.shmget(0, 4096, 0o1600) >= 0; time.sleep(0.5)")

@@ -35,27 +35,34 @@ TOPOLOGY = """
 kind = "postgres"
 
 [targets]
-"write" = "< 10s"
+"write" = "< 60s"
 """
 
 SUITE = """
-import time
 import pytest
+from shakedown import eventually
 from shakedown.workloads import Runner
 from shakedown.workloads.postgres import append
 
 
 def test_workload_with_fault(shakedown_env):
-    url = shakedown_env["db"].url
+    url, history = shakedown_env["db"].url, shakedown_env.history
     append.setup(url)
     runner = Runner(append.WORKLOAD.clients(url), append.generator(rate=60), concurrency=2,
-                    history=shakedown_env.history)
+                    history=history)
+
+    def completed(since, ok):
+        return sum(1 for op in history.ops() if op.process != "nemesis" and op.time > since
+                   and op.type != "invoke" and (op.type == "ok") == ok)
+
     with runner:
-        time.sleep(0.4)
+        eventually(lambda: completed(0.0, ok=True) >= 15, timeout=20)
+        killed = history.now()
         shakedown_env.faults.kill("db")
-        time.sleep(0.4)
+        eventually(lambda: completed(killed, ok=False) >= 10, timeout=20)
+        healed = history.now()
         shakedown_env.faults.heal()
-        time.sleep(0.4)
+        eventually(lambda: completed(healed, ok=True) >= 15, timeout=20)
     with shakedown_env.measure("write"):
         append.setup(url)
 
@@ -163,7 +170,7 @@ def test_a_failed_test_shows_its_failure_and_service_log_tail(stored: Stored) ->
 def test_measurements_are_shown_against_their_targets(stored: Stored) -> None:
     block = stored.html.split(f'data-nodeid="{WORKLOAD_TEST}"')[1].split("</article>")[0]
     row = re.search(r"<tr><td>write</td>.*?</tr>", block)
-    assert row and "&lt; 10s" in row.group(0) and 'class="good">met<' in row.group(0)
+    assert row and "&lt; 60s" in row.group(0) and 'class="good">met<' in row.group(0)
     assert "<td>db.ready</td>" in block  # the first test carries the environment's ready time
 
 
@@ -175,7 +182,8 @@ def test_the_timeline_has_operations_and_the_fault_interval(stored: Stored) -> N
     assert counts["fail"] + counts["info"] > 0, "operations failed while the database was down"
     (fault,) = timeline.faults
     assert (fault.kind, fault.target, fault.open) == ("kill", "db", False)
-    assert 0.3 < fault.start < fault.end < timeline.duration
+    first_ok = min(op.end for op in timeline.ops if op.outcome == "ok" and op.end is not None)
+    assert first_ok < fault.start < fault.end < timeline.duration  # writes before the fault
     during = [op for op in timeline.ops if op.end is not None
               and fault.start + 0.05 < op.end < fault.end - 0.05]
     assert during and all(op.outcome != "ok" for op in during), "no write succeeds while down"
@@ -283,7 +291,7 @@ def test_a_slower_run_is_flagged_and_fails_with_the_option(tmp_path: Path) -> No
     failing = run_pytest(tmp_path, "--shakedown-fail-on-regression", env=slow)
     assert failing.returncode == 1, failing.stdout
     assert "1 passed" in failing.stdout  # the test passed; the run fails on the regression
-    assert re.search(r"REGRESSION test_step\.py::test_step: step = 2\d\d\.\d ms, \d+% slower "
+    assert re.search(r"REGRESSION test_step\.py::test_step: step = \d{3,}\.\d ms, \d+% slower "
                      r"than the median 52\.0 ms of the last 5 comparable runs \(threshold 25%\)",
                      failing.stdout), failing.stdout
     assert "regressions (FAILED;" in failing.stdout
