@@ -56,15 +56,33 @@ def test_lag_needs_a_bound() -> None:
     assert check_history(history, lag_bound_s=0.1)["replication_lag"].validity == "invalid"
 
 
+def check(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "shakedown", "check", *args],
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def verdicts(stdout: str) -> dict[str, str]:
+    """history file -> the result column of its row."""
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in stdout.splitlines()
+            if line.startswith("│")]
+    return {row[0]: row[3] for row in rows}
+
+
+def test_cli_check_exits_0_when_every_history_is_valid(tmp_path: Path) -> None:
+    stored(tmp_path, "good", lost=False)
+    result = check(str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert verdicts(result.stdout) == {"good.jsonl": "valid"}
+
+
 def test_cli_check_exits_1_on_a_lost_write(tmp_path: Path) -> None:
     stored(tmp_path, "good", lost=False)
     stored(tmp_path, "bad", lost=True)
-    result = subprocess.run([sys.executable, "-m", "shakedown", "check", str(tmp_path)],
-                            capture_output=True, text=True, check=False,
-                            env={**os.environ, "COLUMNS": "200"})
+    result = check(str(tmp_path))
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "bad.jsonl" in result.stdout and "invalid" in result.stdout
-    assert "good.jsonl" in result.stdout and "valid" in result.stdout
+    assert verdicts(result.stdout) == {"bad.jsonl": "invalid", "good.jsonl": "valid"}
+    assert "1 acknowledged adds missing from the final read: 4" in result.stdout
     empty = subprocess.run([sys.executable, "-m", "shakedown", "check", str(tmp_path / "histories"
                                                                              / "..")],
                            capture_output=True, text=True, check=False)
@@ -74,6 +92,22 @@ def test_cli_check_exits_1_on_a_lost_write(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "shakedown", "check", str(none)],
                              capture_output=True, text=True, check=False)
     assert missing.returncode == 1 and "no history in" in missing.stderr
+
+
+def test_cli_check_lag_bound(tmp_path: Path) -> None:
+    path = tmp_path / "histories" / "lag.jsonl"
+    path.parent.mkdir(parents=True)
+    history = History(path)
+    history.append(NEMESIS, "info", "lag", {"replica": 0.5})
+    history.close()
+    without = check(str(tmp_path))  # no bound: the lag checker cannot judge
+    assert without.returncode == 0 and verdicts(without.stdout) == {"lag.jsonl": "unknown"}
+    within = check(str(tmp_path), "--lag-bound", "1s")
+    assert within.returncode == 0 and verdicts(within.stdout) == {"lag.jsonl": "valid"}
+    over = check(str(tmp_path), "--lag-bound", "100ms")
+    assert over.returncode == 1 and verdicts(over.stdout) == {"lag.jsonl": "invalid"}
+    bad = check(str(tmp_path), "--lag-bound", "soon")
+    assert bad.returncode == 1 and "duration such as 200ms" in bad.stderr
 
 
 def test_histories_are_checked_per_test(tmp_path: Path) -> None:

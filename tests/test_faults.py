@@ -302,7 +302,8 @@ def test_cli_faults_on_a_running_environment(write_topology: Callable[..., Path]
         assert bad.returncode == 1 and "did you mean 'app-cache'" in bad.stderr
         assert cli("fault", "heal").returncode == 0
         assert cli("fault", "list").stdout.strip() == "no faults"
-        assert "running" in cli("status").stdout
+        status = cli("status").stdout
+        assert status.count("running") == 3 and "stopped" not in status, status
         history = (path.parent / ".shakedown" / "envs" / "default" / "history.jsonl").read_text()
         assert '"kind":"kill"' in history and '"f":"heal"' in history
     finally:

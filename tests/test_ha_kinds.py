@@ -115,15 +115,34 @@ def test_etcd_three_members_keep_quorum_when_one_dies(
 def test_patroni_cluster_behind_haproxy_routes_and_survives_postgres_crash(
     write_topology: Callable[..., Path],
 ) -> None:
-    path = write_topology(CLUSTER.format(extra="") + """
+    # Keys that no other test sets, each checked below by its effect: postgres-ha durable and
+    # settings, HAProxy's check_interval, PgBouncer's pool settings away from their defaults.
+    extra = 'durable = true\n    [services.db.settings]\n    work_mem = "7MB"'
+    path = write_topology(CLUSTER.format(extra=extra) + """
+    check_interval = "250ms"
+
     [services.pool]
     kind = "pgbouncer"
     backend = "db"
+    pool_mode = "session"
+    default_pool_size = 7
+    max_client_conn = 33
     """, schema__sql=SCHEMA)
     with Environment.from_file(path) as env:
         db, lb, pool = env["db"], env["lb"], env["pool"]
         assert isinstance(db, PatroniService) and isinstance(lb, HAProxyService)
         assert isinstance(pool, PgBouncerService)
+        for member in db.members:
+            with db.connect(member) as conn:
+                assert conn.execute("SHOW work_mem").fetchone() == ("7MB",)
+                assert conn.execute("SHOW fsync").fetchone() == ("on",)  # durable
+                assert conn.execute("SHOW full_page_writes").fetchone() == ("on",)
+        assert "default-server inter 250ms fastinter 250ms downinter 250ms" in \
+            lb.config_path.read_text()
+        with pool.connect("pgbouncer") as admin:
+            config = {row[0]: row[1] for row in admin.execute("SHOW CONFIG").fetchall()}
+        assert (config["pool_mode"], config["default_pool_size"], config["max_client_conn"]) \
+            == ("session", "7", "33")
         leader = db.leader()
         assert leader is not None
         replicas = db.replicas()

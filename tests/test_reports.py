@@ -260,7 +260,11 @@ def test_cli_report_and_history(stored: Stored, tmp_path: Path) -> None:
     history = shakedown(stored.project, "history", "write")
     assert history.returncode == 0, history.stderr
     assert "test_suite.py::test_workload_with_fault" in history.stdout
-    assert "measurements" in history.stdout and "write" in history.stdout
+    # The measurements table, with this run's value of write (ms, 3 significant digits).
+    written = stored.run.tests[0].measurements["write"] * 1000
+    value = f"{written:.3g}" if written < 1000 else f"{written:.0f}"
+    table = history.stdout.split("measurements", 1)[1]
+    assert f"{value} ms" in table, history.stdout
     missing = shakedown(stored.project, "report", str(tmp_path / "nowhere"))
     assert missing.returncode != 0 and "no results.json" in missing.stderr
 
@@ -290,7 +294,8 @@ def test_a_slower_run_is_flagged_and_fails_with_the_option(tmp_path: Path) -> No
 
     failing = run_pytest(tmp_path, "--shakedown-fail-on-regression", env=slow)
     assert failing.returncode == 1, failing.stdout
-    assert "1 passed" in failing.stdout  # the test passed; the run fails on the regression
+    # The test passed; the run fails on the regression.
+    assert re.search(r"\b1 passed\b", failing.stdout), failing.stdout
     assert re.search(r"REGRESSION test_step\.py::test_step: step = \d{3,}\.\d ms, \d+% slower "
                      r"than the median 52\.0 ms of the last 5 comparable runs \(threshold 25%\)",
                      failing.stdout), failing.stdout

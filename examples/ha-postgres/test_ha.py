@@ -83,7 +83,9 @@ def test_lag_under_write_load_stays_under_5s(shakedown_env):
     with LagSampler(lambda: leader_url(cluster), history) as lag, \
             writes(lb.primary_url, history, rate=300) as runner:
         # Under load until the sampler has seen enough of it (not a fixed time).
-        eventually(lambda: lag.samples >= 8 and acknowledged(history) >= 300, timeout=60)
+        began = history.now()
+        eventually(lambda: lag.samples >= 8 and acknowledged(history, began) >= 300,
+                   timeout=60)
         runner.stop()
     assert lag.samples >= 8
     result = replication_lag(history, bound_s=5.0)
@@ -94,9 +96,10 @@ def test_lag_under_write_load_stays_under_5s(shakedown_env):
 def test_leader_crash_fails_over_without_losing_acknowledged_writes(shakedown_env):
     cluster, lb, log = shakedown_env["db"], shakedown_env["lb"], shakedown_env.history
     start = len(log)  # this test's part of the environment's history (for the report too)
+    began = log.now()
     old = cluster.leader()
     with RoleSampler(members(cluster), log), writes(lb.primary_url, log) as runner:
-        eventually(lambda: acknowledged(log) >= 100, timeout=30)  # writes before the crash
+        eventually(lambda: acknowledged(log, began) >= 100, timeout=30)  # before the crash
         killed_at = time.monotonic()
         shakedown_env.faults.kill("db", process=old.name)
         cluster.wait_leader(timeout=60, exclude=old.name)  # another member leads
