@@ -13,7 +13,9 @@ held must be gone at the end of that item.
 
 Every run gets its own runtime root (``SHAKEDOWN_RUNTIME_DIR``, and ``SHAKEDOWN_DISK_DIR`` for
 data off tmpfs), so that the guard sees what this run started and nothing of other runs; the
-``runtime_root`` fixture gives one test a private root of its own. Load it into another pytest
+``runtime_root`` fixture gives one test a private root of its own. A run with
+``--shakedown-keep`` or ``--shakedown-reuse`` leaves environments on purpose: it has no guard.
+Load it into another pytest
 run with ``-p leak_guard`` (``tests/`` on ``PYTHONPATH``), as tests/test_leak_guard.py does.
 """
 
@@ -28,6 +30,7 @@ import shutil
 import signal
 import socket
 import struct
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -290,7 +293,18 @@ FOUND = pytest.StashKey[list[str]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # --shakedown-keep / --shakedown-reuse leave environments running on purpose, in the
+    # default runtime root where `shakedown down` finds them: no guard for such a run.
+    if _option(config, "--shakedown-keep") or _option(config, "--shakedown-reuse"):
+        return
     config.stash[GUARD] = Guard()
+
+
+def _option(config: pytest.Config, name: str) -> bool:
+    try:
+        return bool(config.getoption(name))
+    except ValueError:  # the plugin is not loaded
+        return False
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -301,7 +315,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
-    guard = item.config.stash[GUARD]
+    guard = item.config.stash.get(GUARD, None)
+    if guard is None:
+        return (yield)
     guard.seen, guard.seen_shm = set(), set()
     guard.sampling.set()
     item.stash[BEFORE] = (guard.snapshot(), guard.holding(item.config))
@@ -310,9 +326,9 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Iterator[object]:
-    if fixturedef.scope == "function":
+    guard = request.config.stash.get(GUARD, None)
+    if fixturedef.scope == "function" or guard is None:
         return (yield)
-    guard = request.config.stash[GUARD]
     before = guard.snapshot()
     try:
         return (yield)
@@ -334,9 +350,9 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     try:
         return (yield)
     finally:
-        guard = item.config.stash[GUARD]
-        guard.sampling.clear()
-        if BEFORE in item.stash:
+        guard = item.config.stash.get(GUARD, None)
+        if guard is not None and BEFORE in item.stash:
+            guard.sampling.clear()
             before, held_before = item.stash[BEFORE]
             after, held_after = guard.snapshot(), guard.holding(item.config)
             found = guard.leaks(before, held_before, after, held_after)
@@ -367,10 +383,14 @@ def runtime_root(request: pytest.FixtureRequest,
                  monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A runtime root of this test alone (empty at the start, so a test can assert that it is
     empty again); the leak guard checks it like the run's own root."""
-    guard = request.config.stash[GUARD]
-    guard.private_roots += 1
-    root = guard.parent / f"private-{guard.private_roots}"
-    root.mkdir(mode=0o755)
+    guard = request.config.stash.get(GUARD, None)
+    if guard is None:
+        root = Path(tempfile.mkdtemp(prefix=PREFIX + "private-", dir=_SHM))
+        root.chmod(0o755)
+    else:
+        guard.private_roots += 1
+        root = guard.parent / f"private-{guard.private_roots}"
+        root.mkdir(mode=0o755)
     monkeypatch.setenv("SHAKEDOWN_RUNTIME_DIR", str(root))
     yield root
     # Empty port-lock directories are not leaks; anything else is the guard's to report.
@@ -378,14 +398,6 @@ def runtime_root(request: pytest.FixtureRequest,
         (root / "ports").rmdir()
     with contextlib.suppress(OSError):
         root.rmdir()
-
-
-def private_root(config: pytest.Config, name: str) -> Path:
-    """A runtime root that the guard watches, for a run started by a fixture (e.g. a pytest
-    run in a subprocess with SHAKEDOWN_RUNTIME_DIR pointing at it)."""
-    root = config.stash[GUARD].parent / name
-    root.mkdir(mode=0o755, exist_ok=True)
-    return root
 
 
 # -- helpers -----------------------------------------------------------------------------------
