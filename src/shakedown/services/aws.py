@@ -3,21 +3,20 @@ queues and S3 buckets created before it is ready, a reset for per-test isolation
 layer of its own: rules that make chosen AWS operations fail with a real AWS error (so that the
 SDK's retry logic runs) or answer late.
 
-The server is ``_aws_server.py`` run by path with this interpreter (see its docstring for why);
-it runs as the invoking user, not the service user, because it is this virtualenv's Python.
+The emulator is ``shakedown.awsemu`` (its own process, layer 1); it runs as the invoking user,
+not the service user, because it is this virtualenv's Python.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
-import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 
+from ..awsemu import CONTROL, RuleAction, RuleData, server_command
 from ..errors import FaultError, MissingBinaryError, ServiceStartError, did_you_mean
 from ..process import NotReady, spawn, wait_ready
 from ..topology._aws_models import AwsSpec
@@ -26,7 +25,6 @@ from ._base import ProcessService, ServiceContext
 if TYPE_CHECKING:
     from botocore.model import ServiceModel
 
-SERVER_SCRIPT = Path(__file__).with_name("_aws_server.py")
 INSTALL_COMMAND = "pip install 'shakedown[aws]'"
 INSTALL_HINT = f"{INSTALL_COMMAND}  (moto[server] and boto3)"
 ACCESS_KEY_ID = "shakedown"
@@ -142,9 +140,7 @@ class AwsService(ProcessService):
 
     def start(self) -> None:
         check_moto_installed()
-        # -P: the script's directory (this package) must not shadow installed packages.
-        argv = [sys.executable, "-P", str(SERVER_SCRIPT), "--host", self.host,
-                "--port", str(self.port), "--config", json.dumps(self._config())]
+        argv = server_command(self.host, self.port, self._config())
         self.processes = [spawn(argv, role="moto", log_path=self.log_path,
                                 env_id=self.ctx.env_id)]
 
@@ -152,7 +148,7 @@ class AwsService(ProcessService):
         # The server binds its port before importing moto, so a request sent early waits in
         # the accept queue and is answered as soon as the server is ready.
         client = httpx.Client(timeout=httpx.Timeout(5.0, connect=0.5), trust_env=False)
-        url = f"{self.url}/_shakedown/health"
+        url = f"{self.url}{CONTROL}health"
 
         def probe() -> bool:
             response = client.get(url)
@@ -179,7 +175,7 @@ class AwsService(ProcessService):
         """Forget every table, queue, bucket and item (moto's reset API), then create the
         declared resources again. Fault rules are kept: remove them with ``clear_rules``."""
         self._control("POST", "/moto-api/reset")
-        self._control("POST", "/_shakedown/resources")
+        self._control("POST", f"{CONTROL}resources")
 
     # -- fault rules ---------------------------------------------------------------------
     def add_error_rule(self, service: str, operation: str, error: str,
@@ -196,9 +192,10 @@ class AwsService(ProcessService):
                                   "ProvisionedThroughputExceededException"])
         if status is not None and not 400 <= status <= 599:
             raise FaultError(f"status {status}: an AWS error has a 4xx or 5xx status")
-        rule = {**self._rule_base("error", service, operation, probability, times, model),
-                "error": error, "status": status or _error_status(model, error),
-                "message": message}
+        rule = self._rule_base("error", service, operation, probability, times, model)
+        rule["error"] = error
+        rule["status"] = status or _error_status(model, error)
+        rule["message"] = message
         if model.protocol == "json" and model.metadata.get("targetPrefix", "").startswith(
                 "DynamoDB_"):
             # DynamoDB qualifies __type: com.amazonaws.dynamodb.v20120810#CODE
@@ -212,12 +209,12 @@ class AwsService(ProcessService):
         model = self._check_rule(service, operation, probability, times)
         if not 0 <= ms <= 600_000:
             raise FaultError(f"ms = {ms}: give a delay between 0 and 600000 milliseconds")
-        rule = {**self._rule_base("latency", service, operation, probability, times, model),
-                "ms": ms}
+        rule = self._rule_base("latency", service, operation, probability, times, model)
+        rule["ms"] = ms
         return self._post_rule(rule)
 
     def remove_rule(self, rule_id: str) -> None:
-        response = self._control("DELETE", f"/_shakedown/rules/{rule_id}", ok=(200, 404))
+        response = self._control("DELETE", f"{CONTROL}rules/{rule_id}", ok=(200, 404))
         if response.status_code == 404:
             known = [r["id"] for r in self.rules()]
             raise FaultError(f"service {self.name!r} has no fault rule {rule_id!r}"
@@ -225,12 +222,12 @@ class AwsService(ProcessService):
                              checked=[f"rules: {', '.join(known) or 'none'}"])
 
     def clear_rules(self) -> None:
-        self._control("DELETE", "/_shakedown/rules")
+        self._control("DELETE", f"{CONTROL}rules")
 
     def rules(self) -> list[dict[str, Any]]:
         """The rules in force, each with ``hits`` (requests it acted on) and ``seen``
         (requests it matched)."""
-        data: list[dict[str, Any]] = self._control("GET", "/_shakedown/rules").json()
+        data: list[dict[str, Any]] = self._control("GET", f"{CONTROL}rules").json()
         return data
 
     def _check_rule(self, service: str, operation: str, probability: float,
@@ -257,8 +254,8 @@ class AwsService(ProcessService):
         return model
 
     @staticmethod
-    def _rule_base(action: str, service: str, operation: str, probability: float,
-                   times: int | None, model: ServiceModel) -> dict[str, Any]:
+    def _rule_base(action: RuleAction, service: str, operation: str, probability: float,
+                   times: int | None, model: ServiceModel) -> RuleData:
         return {"action": action, "service": service, "operation": operation,
                 "probability": probability, "times": times,
                 "signing_name": model.signing_name or service,
@@ -266,8 +263,8 @@ class AwsService(ProcessService):
                 "protocol": model.protocol,
                 "query_compatible": "awsQueryCompatible" in model.metadata}
 
-    def _post_rule(self, rule: dict[str, Any]) -> str:
-        response = self._control("POST", "/_shakedown/rules", json_body=rule)
+    def _post_rule(self, rule: RuleData) -> str:
+        response = self._control("POST", f"{CONTROL}rules", json_body=rule)
         return str(response.json()["id"])
 
     def _control(self, method: str, path: str, json_body: Any = None,
