@@ -42,8 +42,7 @@ from .process import (
     tmpfs_has_room,
 )
 from .services import LOOPBACK, InternalLink, Service, ServiceContext, create_service
-from .topology import DEFAULT_FILE, Topology, load_topology
-from .topology._models import TopologyModel
+from .topology import DEFAULT_FILE, Topology, TopologyModel, load_topology
 
 Observer = Callable[[str, str, float | None], None]
 """Called with (service, event, seconds) for events: starting, ready, failed, stopped."""

@@ -19,7 +19,7 @@ import httpx
 from ..awsemu import CONTROL, RuleAction, RuleData, server_command
 from ..errors import FaultError, MissingBinaryError, ServiceStartError, did_you_mean
 from ..process import NotReady, spawn, wait_ready
-from ..topology._aws_models import AwsSpec
+from ..topology.specs.aws import AwsSpec
 from ._base import ProcessService, ServiceContext
 
 if TYPE_CHECKING:

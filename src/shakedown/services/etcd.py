@@ -16,7 +16,7 @@ import httpx
 from ..errors import MissingBinaryError
 from ..process import NotReady, Spawned, spawn, wait_ready
 from ..topology import ServiceSpec
-from ..topology._ha_models import EtcdSpec
+from ..topology.specs.etcd import EtcdSpec
 from ._base import ProcessService, find_binary
 
 INSTALL_HINT = "apt-get install -y etcd-server"

@@ -18,7 +18,7 @@ import httpx
 
 from ..errors import ServiceStartError, TopologyError, mask_url
 from ..process import NotReady, Probe, wait_ready
-from ..topology._aws_models import ExternalSpec
+from ..topology.specs.external import ExternalSpec
 from ._base import Service, ServiceContext
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgres": 5432,

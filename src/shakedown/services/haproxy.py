@@ -22,7 +22,7 @@ import psycopg
 
 from ..errors import MissingBinaryError
 from ..process import NotReady, spawn, wait_ready
-from ..topology._ha_models import HAProxySpec
+from ..topology.specs.haproxy import HAProxySpec
 from ._base import LOOPBACK, InternalLink, ProcessService, find_binary
 from .patroni import SUPERUSER, Member, PatroniService
 

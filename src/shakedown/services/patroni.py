@@ -61,7 +61,8 @@ from ..process import (
     wait_ready,
 )
 from ..topology import ServiceSpec
-from ..topology._ha_models import HAProxySpec, PatroniSpec
+from ..topology.specs.haproxy import HAProxySpec
+from ..topology.specs.postgres_ha import PatroniSpec
 from ._base import LOOPBACK, InternalLink, ProcessService, Service
 from ._pgbin import PgBinaries, Template, ensure_template, find_binaries, run_sql_file
 

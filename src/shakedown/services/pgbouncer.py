@@ -19,7 +19,7 @@ import psycopg
 
 from ..errors import MissingBinaryError
 from ..process import spawn, wait_ready
-from ..topology._ha_models import PgBouncerSpec
+from ..topology.specs.pgbouncer import PgBouncerSpec
 from ._base import ProcessService, find_binary
 
 INSTALL_HINT = "apt-get install -y pgbouncer"

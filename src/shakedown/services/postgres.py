@@ -19,7 +19,7 @@ from psycopg import sql
 
 from ..errors import ShakedownError
 from ..process import NotReady, copy_tree, spawn, wait_ready
-from ..topology import PostgresSpec
+from ..topology.specs.postgres import PostgresSpec
 from ._base import ProcessService
 from ._pgbin import PgBinaries, Template, ensure_template, find_binaries, run_sql_file
 

@@ -21,7 +21,8 @@ from ..process import (
     tcp_probe,
     wait_ready,
 )
-from ..topology import ProcessSpec, Ref, expand
+from ..topology import Ref, expand
+from ..topology.specs.process import ProcessSpec
 from ._base import ProcessService
 
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import redis
 
 from ..process import spawn, wait_ready
-from ..topology import RedisSpec
+from ..topology.specs.redis import RedisSpec
 from ._base import ProcessService, find_binary
 
 INSTALL_HINT = "apt-get install -y redis-server"

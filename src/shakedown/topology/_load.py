@@ -16,8 +16,9 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from ..errors import TopologyError, did_you_mean
+from ._base import ServiceSpec
 from ._durations import Target
-from ._models import KINDS, ProcessSpec, ServiceSpec, TopologyModel
+from ._models import KINDS, TopologyModel
 from ._named import named_services
 from ._refs import Ref, find_refs
 
@@ -240,17 +241,8 @@ def _model_in(annotation: Any) -> tuple[Any, bool]:
 
 
 def _service_refs(spec: ServiceSpec) -> Iterator[Ref]:
-    for text in _templated_strings(spec):
+    for text in spec.templated_strings():
         yield from find_refs(text)
-
-
-def _templated_strings(spec: ServiceSpec) -> Iterator[str]:
-    if isinstance(spec, ProcessSpec):
-        yield from spec.command
-        yield from spec.env.values()
-        yield spec.url
-        if spec.ready.command:
-            yield from spec.ready.command
 
 
 def _check_cross_references(topology: Topology, label: str, where: Path) -> None:
