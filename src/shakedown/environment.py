@@ -41,7 +41,14 @@ from .process import (
     tagged_processes,
     tmpfs_has_room,
 )
-from .services import LOOPBACK, InternalLink, Service, ServiceContext, create_service
+from .services import (
+    LOOPBACK,
+    SERVICE_CLASSES,
+    InternalLink,
+    Service,
+    ServiceContext,
+    create_service,
+)
 from .topology import DEFAULT_FILE, Topology, TopologyModel, load_topology
 
 Observer = Callable[[str, str, float | None], None]
@@ -276,8 +283,6 @@ class Environment:
         assert self._ports is not None
         ports: dict[str, list[int]] = {}
         for name, spec in self.topology.services.items():
-            from .services import SERVICE_CLASSES
-
             count = SERVICE_CLASSES[spec.kind].ports_for(spec)
             first = [self._ports.claim(spec.port, name)] if spec.port else []
             ports[name] = first + [self._ports.allocate() for _ in range(count - len(first))]
@@ -291,7 +296,7 @@ class Environment:
             ctx = ServiceContext(
                 env_id=self.env_id, name=name, topology=self.topology,
                 data_dir=self.data_dir / name, log_dir=self.log_dir, ports=list(ports[name]),
-                run_as=run_as if spec.kind != "process" else None,
+                run_as=run_as if SERVICE_CLASSES[spec.kind].runs_as_service_user else None,
                 peer=self.__getitem__, peer_exports=self._exports_for(name),
                 link_port=self.link_ports.get,
             )

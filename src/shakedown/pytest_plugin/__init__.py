@@ -19,7 +19,7 @@ import pytest
 from ..environment import Environment
 from ..errors import MissingBinaryError, ShakedownError, mask_url
 from ..history import NEMESIS
-from ..services import PostgresService
+from ..services import ResetsPerTest
 from ._manager import SCOPES, EnvironmentManager, Started
 from ._options import add_options, settings_from
 from ._reporting import finish as finish_reporting
@@ -123,10 +123,8 @@ def _after_test(started: Started) -> None:
         env.faults.heal()
         env.faults.used = False
     for service in started.env.services.values():
-        if isinstance(service, PostgresService):
-            for name in service.created_databases:
-                service.drop_database(name, wait=False)
-            service.created_databases.clear()
+        if isinstance(service, ResetsPerTest):
+            service.reset_after_test()
 
 
 @pytest.hookimpl(hookwrapper=True)

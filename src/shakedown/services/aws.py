@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import sys
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
@@ -20,7 +20,7 @@ from ..awsemu import CONTROL, RuleAction, RuleData, server_command
 from ..errors import FaultError, MissingBinaryError, ServiceStartError, did_you_mean
 from ..process import NotReady, spawn, wait_ready
 from ..topology.specs.aws import AwsSpec
-from ._base import ProcessService, ServiceContext
+from ._base import DoctorLine, ServiceContext, SpawnedService
 
 if TYPE_CHECKING:
     from botocore.model import ServiceModel
@@ -40,24 +40,6 @@ COMMON_ERROR_STATUS = {
     "RequestTimeout": 400, "RequestTimeoutException": 408, "AccessDenied": 403,
     "AccessDeniedException": 400, "ExpiredTokenException": 400,
 }
-
-
-@runtime_checkable
-class AwsFaultable(Protocol):
-    """A service whose AWS operations can be made to fail or slow down."""
-
-    def add_error_rule(self, service: str, operation: str, error: str,
-                       probability: float = 1.0, status: int | None = None,
-                       message: str | None = None, *, times: int | None = None) -> str: ...
-
-    def add_latency_rule(self, service: str, operation: str, ms: float,
-                         probability: float = 1.0, *, times: int | None = None) -> str: ...
-
-    def remove_rule(self, rule_id: str) -> None: ...
-
-    def clear_rules(self) -> None: ...
-
-    def rules(self) -> list[dict[str, Any]]: ...
 
 
 def check_moto_installed() -> str:
@@ -89,9 +71,22 @@ def service_model(service: str) -> ServiceModel:
                          ) from None
 
 
-class AwsService(ProcessService):
-    kind: ClassVar[str] = "aws"
+class AwsService(SpawnedService, kind="aws"):
+    runs_as_service_user: ClassVar[bool] = False  # this virtualenv's Python
     spec: AwsSpec
+
+    @classmethod
+    def doctor(cls) -> list[DoctorLine]:
+        versions = {}
+        for package in ("moto", "boto3", "flask"):
+            try:
+                versions[package] = importlib.metadata.version(package)
+            except importlib.metadata.PackageNotFoundError:
+                missing = "moto[server]" if package == "flask" else package
+                return [DoctorLine("moto (aws)", False,
+                                   f"{missing} is not installed for {sys.executable}",
+                                   INSTALL_COMMAND)]
+        return [DoctorLine("moto (aws)", True, ", ".join(f"{k} {v}" for k, v in versions.items()))]
 
     def __init__(self, spec: AwsSpec, ctx: ServiceContext) -> None:
         super().__init__(spec, ctx)
@@ -297,16 +292,3 @@ def _error_status(model: ServiceModel, code: str) -> int:
     if code in COMMON_ERROR_STATUS:
         return COMMON_ERROR_STATUS[code]
     return 500 if code.startswith("Internal") else 400
-
-
-def doctor_check() -> tuple[str, bool, str, str]:
-    """For ``shakedown doctor``: (component, ok, detail, install command)."""
-    versions = {}
-    for package in ("moto", "boto3", "flask"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            missing = "moto[server]" if package == "flask" else package
-            return ("moto (aws)", False, f"{missing} is not installed for {sys.executable}",
-                    INSTALL_COMMAND)
-    return ("moto (aws)", True, ", ".join(f"{k} {v}" for k, v in versions.items()), "")

@@ -8,27 +8,19 @@ Ports: ``ctx.ports[i]`` is member i's client port, ``ctx.ports[members + i]`` it
 from __future__ import annotations
 
 import base64
-import subprocess
 from typing import Any, ClassVar
 
 import httpx
 
-from ..errors import MissingBinaryError
-from ..process import NotReady, Spawned, spawn, wait_ready
+from ..process import NotReady, Spawned, spawn
 from ..topology import ServiceSpec
 from ..topology.specs.etcd import EtcdSpec
-from ._base import ProcessService, find_binary
-
-INSTALL_HINT = "apt-get install -y etcd-server"
+from ._base import Binary, ServerService
 
 
-def find_etcd(bin_dir: str | None) -> str:
-    return find_binary("etcd", kind="etcd", bin_dir=bin_dir,
-                       system_dirs="/usr/bin:/usr/local/bin", install=INSTALL_HINT)
-
-
-class EtcdService(ProcessService):
-    kind: ClassVar[str] = "etcd"
+class EtcdService(ServerService, kind="etcd"):
+    binary: ClassVar[Binary] = Binary("etcd", "apt-get install -y etcd-server",
+                                      version_pattern=r"etcd Version: (\S+)")
     spec: EtcdSpec
 
     @classmethod
@@ -38,14 +30,7 @@ class EtcdService(ProcessService):
 
     def __init__(self, spec: EtcdSpec, ctx: Any) -> None:
         super().__init__(spec, ctx)
-        self._binary: str | None = None
         self._http: httpx.Client | None = None
-
-    @property
-    def binary(self) -> str:
-        if self._binary is None:
-            self._binary = find_etcd(self.spec.bin_dir)
-        return self._binary
 
     # -- addresses ---------------------------------------------------------------------------
     @property
@@ -83,14 +68,9 @@ class EtcdService(ProcessService):
     def exports(self) -> dict[str, str]:
         return {**super().exports(), "endpoints": self.endpoints}
 
-    def version(self) -> str:
-        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True,
-                             check=False).stdout.split()
-        return f"etcd {out[2] if len(out) > 2 else '?'}"
-
     # -- lifecycle ---------------------------------------------------------------------------
     def prepare(self) -> None:
-        self.binary  # noqa: B018 - a missing binary fails before anything starts
+        self.binary_path  # noqa: B018 - a missing binary fails before anything starts
         self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
         if self.ctx.run_as:
             self.ctx.run_as.chown(self.ctx.data_dir)
@@ -117,7 +97,7 @@ class EtcdService(ProcessService):
         return [f"--{key}={value}" for key, value in args.items()]
 
     def _spawn_member(self, index: int) -> Spawned:
-        return spawn([self.binary, *self._arguments(index)], role=self.member_name(index),
+        return spawn([self.binary_path, *self._arguments(index)], role=self.member_name(index),
                      log_path=self.log_path, env_id=self.ctx.env_id, run_as=self.ctx.run_as)
 
     def start(self) -> None:
@@ -162,10 +142,7 @@ class EtcdService(ProcessService):
 
         check = f'GET /health says {{"health":"true"}} on {self.url}'
         try:
-            self.ready_seconds = wait_ready(probe, service=self.name, check=check,
-                                            timeout=self.spec.ready_timeout,
-                                            watch=self.processes, interval=0.002,
-                                            max_interval=0.02)
+            self.await_ready(probe, check, interval=0.002, max_interval=0.02)
         finally:
             self._close_http()
 
@@ -234,16 +211,3 @@ def _flag(value: object) -> str:
     return str(value)
 
 
-def doctor_check() -> tuple[str, bool, str, str]:
-    """For ``shakedown doctor``: (component, ok, detail, install command)."""
-    try:
-        binary = find_etcd(None)
-    except MissingBinaryError as exc:
-        return ("etcd", False, exc.what, INSTALL_HINT)
-    return ("etcd", True, f"{binary}: {_version_line(binary, '--version')}", "")
-
-
-def _version_line(binary: str, *args: str) -> str:
-    out = subprocess.run([binary, *args], capture_output=True, text=True, check=False)
-    lines = (out.stdout or out.stderr).strip().splitlines()
-    return lines[0] if lines else "?"

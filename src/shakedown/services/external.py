@@ -40,10 +40,9 @@ def expand_variables(text: str, where: str) -> str:
     return _VARIABLE.sub(value, text)
 
 
-class ExternalService(Service):
+class ExternalService(Service, kind="external"):
     """A service reached by URL. Start and stop do nothing; readiness is checked."""
 
-    kind: ClassVar[str] = "external"
     port_count: ClassVar[int] = 0
     spec: ExternalSpec
 

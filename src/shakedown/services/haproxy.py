@@ -14,46 +14,36 @@ from __future__ import annotations
 import csv
 import io
 import signal
-import subprocess
 from typing import Any, ClassVar
 
 import httpx
 import psycopg
 
-from ..errors import MissingBinaryError
-from ..process import NotReady, spawn, wait_ready
+from ..errors import ServiceStartError
+from ..process import NotReady, spawn
 from ..topology.specs.haproxy import HAProxySpec
-from ._base import LOOPBACK, InternalLink, ProcessService, find_binary
-from .patroni import SUPERUSER, Member, PatroniService
-
-INSTALL_HINT = "apt-get install -y haproxy"
+from ._base import LOOPBACK, Binary, InternalLink, ServerService
+from ._protocols import ClusterMember, HasMembers
 
 
-def find_haproxy(bin_dir: str | None) -> str:
-    return find_binary("haproxy", kind="haproxy", bin_dir=bin_dir, system_dirs="/usr/sbin:/sbin",
-                       install=INSTALL_HINT)
-
-
-class HAProxyService(ProcessService):
-    kind: ClassVar[str] = "haproxy"
+class HAProxyService(ServerService, kind="haproxy"):
+    binary: ClassVar[Binary] = Binary("haproxy", "apt-get install -y haproxy",
+                                      system_dirs="/usr/sbin:/sbin", version_args=("-v",),
+                                      version_pattern=r"version (\S+)")
+    product: ClassVar[str] = "HAProxy"
     port_count: ClassVar[int] = 3
     stop_signal: ClassVar[int] = signal.SIGTERM  # hard stop: SIGUSR1 would wait for sessions
     spec: HAProxySpec
 
-    def __init__(self, spec: HAProxySpec, ctx: Any) -> None:
-        super().__init__(spec, ctx)
-        self._binary: str | None = None
-
     @property
-    def binary(self) -> str:
-        if self._binary is None:
-            self._binary = find_haproxy(self.spec.bin_dir)
-        return self._binary
-
-    @property
-    def backend(self) -> PatroniService:
+    def backend(self) -> HasMembers:
+        """The cluster in front of which HAProxy runs (any kind with members and a leader)."""
         peer = self.ctx.peer(self.spec.backend)
-        assert isinstance(peer, PatroniService)
+        if not isinstance(peer, HasMembers):
+            raise ServiceStartError(
+                f"service {self.name!r}: backend {self.spec.backend!r} ({peer.kind}) has no "
+                "cluster members to route to",
+                fix=["name a postgres-ha service as backend"])
         return peer
 
     # -- addresses ---------------------------------------------------------------------------
@@ -71,7 +61,7 @@ class HAProxyService(ProcessService):
 
     def _url(self, port: int) -> str:
         backend = self.backend
-        return (f"postgresql://{SUPERUSER}:{backend.password}@{self.host}:{port}/"
+        return (f"postgresql://{backend.user}:{backend.password}@{self.host}:{port}/"
                 f"{backend.database}")
 
     @property
@@ -92,11 +82,6 @@ class HAProxyService(ProcessService):
                 "primary_port": str(self.primary_port),
                 "replica_port": str(self.replica_port)}
 
-    def version(self) -> str:
-        out = subprocess.run([self.binary, "-v"], capture_output=True, text=True,
-                             check=False).stdout.split()
-        return f"HAProxy {out[2] if len(out) > 2 else '?'}"
-
     # -- links -------------------------------------------------------------------------------
     def internal_links(self) -> list[InternalLink]:
         """HAProxy reaches each member through two links of its own: ``lb-db0`` (client
@@ -114,11 +99,11 @@ class HAProxyService(ProcessService):
             ]
         return links
 
-    def _link_names(self, member: Member) -> tuple[str, str]:
+    def _link_names(self, member: ClusterMember) -> tuple[str, str]:
         """The names of HAProxy's links to a member: (sessions, health checks)."""
         return f"{self.name}-{member.name}", f"{self.name}-{member.name}-api"
 
-    def _member_address(self, member: Member) -> tuple[str, int]:
+    def _member_address(self, member: ClusterMember) -> tuple[str, int]:
         """Where HAProxy sends a member's sessions (host:port) and its checks (port): the
         member's links when the environment runs a proxy, its own ports otherwise."""
         sessions, checks = self._link_names(member)
@@ -172,7 +157,7 @@ class HAProxyService(ProcessService):
         return "\n".join(lines) + "\n"
 
     def prepare(self) -> None:
-        self.binary  # noqa: B018 - a missing binary fails before anything starts
+        self.binary_path  # noqa: B018 - a missing binary fails before anything starts
         self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self._config())
         if self.ctx.run_as:
@@ -180,7 +165,7 @@ class HAProxyService(ProcessService):
             self.ctx.run_as.chown(self.config_path)
 
     def start(self) -> None:
-        self.processes = [spawn([self.binary, "-db", "-f", str(self.config_path)],
+        self.processes = [spawn([self.binary_path, "-db", "-f", str(self.config_path)],
                                 role="haproxy", log_path=self.log_path,
                                 env_id=self.ctx.env_id, run_as=self.ctx.run_as)]
 
@@ -215,7 +200,7 @@ class HAProxyService(ProcessService):
               if state.startswith("UP")}
         if up != expected:
             raise NotReady(f"replicas port routes to {sorted(up)}, replicas: {sorted(expected)}")
-        with psycopg.connect(host=self.host, port=self.primary_port, user=SUPERUSER,
+        with psycopg.connect(host=self.host, port=self.primary_port, user=backend.user,
                              password=backend.password, dbname="postgres",
                              connect_timeout=2, autocommit=True) as conn:
             row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
@@ -226,17 +211,4 @@ class HAProxyService(ProcessService):
     def wait_ready(self) -> None:
         check = (f"HAProxy routes its primary port {self.primary_port} to the Patroni leader "
                  f"only, and SELECT pg_is_in_recovery() through it is false")
-        self.ready_seconds = wait_ready(self._probe, service=self.name, check=check,
-                                        timeout=self.spec.ready_timeout, watch=self.processes,
-                                        interval=0.01, max_interval=0.05)
-
-
-def doctor_check() -> tuple[str, bool, str, str]:
-    """For ``shakedown doctor``: (component, ok, detail, install command)."""
-    try:
-        binary = find_haproxy(None)
-    except MissingBinaryError as exc:
-        return ("haproxy", False, exc.what, INSTALL_HINT)
-    out = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
-    lines = out.stdout.strip().splitlines()
-    return ("haproxy", True, f"{binary}: {lines[0] if lines else '?'}", "")
+        self.await_ready(self._probe, check, interval=0.01, max_interval=0.05)

@@ -38,7 +38,6 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, overload
 
@@ -61,10 +60,11 @@ from ..process import (
     wait_ready,
 )
 from ..topology import ServiceSpec
-from ..topology.specs.haproxy import HAProxySpec
 from ..topology.specs.postgres_ha import PatroniSpec
-from ._base import LOOPBACK, InternalLink, ProcessService, Service
+from ._base import LOOPBACK, DoctorLine, InternalLink, SpawnedService
 from ._pgbin import PgBinaries, Template, ensure_template, find_binaries, run_sql_file
+from ._protocols import ClusterMember as Member
+from ._protocols import Front
 
 SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
@@ -119,22 +119,6 @@ fi
 """
 
 
-@dataclass(frozen=True)
-class Member:
-    """One member of the cluster: its Patroni name, PostgreSQL and REST addresses."""
-
-    index: int
-    name: str
-    host: str
-    port: int
-    rest_port: int
-    url: str
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{self.host}:{self.rest_port}"
-
-
 def find_patroni() -> str:
     """The ``patroni`` executable of a Python environment the service user can run:
     ``SHAKEDOWN_PATRONI`` (a venv or the executable) when set, else the default venv."""
@@ -186,10 +170,19 @@ def _not_runnable_by_others(patroni: Path) -> str:
     return ""
 
 
-class PatroniService(ProcessService):
-    kind: ClassVar[str] = "postgres-ha"
+class PatroniService(SpawnedService, kind="postgres-ha"):
     stop_signal: ClassVar[int] = signal.SIGTERM
     spec: PatroniSpec
+
+    @classmethod
+    def doctor(cls) -> list[DoctorLine]:
+        try:
+            binary = find_patroni()
+        except MissingBinaryError as exc:
+            detail = exc.checked[-1] if exc.checked else exc.what
+            return [DoctorLine("patroni (postgres-ha)", False, detail, INSTALL_HINT)]
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+        return [DoctorLine("patroni (postgres-ha)", True, f"{binary}: {out.stdout.strip() or '?'}")]
 
     @classmethod
     def ports_for(cls, spec: ServiceSpec) -> int:
@@ -243,6 +236,10 @@ class PatroniService(ProcessService):
     def database(self) -> str:
         return self.spec.databases[0] if self.spec.databases else "postgres"
 
+    @property
+    def user(self) -> str:
+        return SUPERUSER
+
     def _url(self, host: str, port: int, database: str | None = None) -> str:
         return (f"postgresql://{SUPERUSER}:{self.password}@{host}:{port}/"
                 f"{database or self.database}")
@@ -251,17 +248,15 @@ class PatroniService(ProcessService):
         primary = self._primary_address()
         return self._url(host or primary[0], port or primary[1], database)
 
-    def _haproxy(self) -> Service | None:
-        """The HAProxy service that fronts this cluster, if the topology has one."""
-        for name, spec in self.ctx.topology.services.items():
-            if isinstance(spec, HAProxySpec) and spec.backend == self.name:
-                return self.ctx.peer(name)
-        return None
+    def _front(self) -> Front | None:
+        """The service that fronts this cluster (HAProxy), if the topology has one."""
+        front = self.ctx.front()
+        return front if isinstance(front, Front) else None
 
     def _primary_address(self) -> tuple[str, int]:
-        proxy = self._haproxy()
-        if proxy is not None:
-            return proxy.host, proxy.port
+        front = self._front()
+        if front is not None:
+            return front.host, front.primary_port
         leader = self.leader()
         chosen = leader if leader is not None else self.member(0)
         return chosen.host, chosen.port
@@ -289,10 +284,9 @@ class PatroniService(ProcessService):
     def replica_url(self) -> str:
         """Through HAProxy's replica port when there is one, else a replica's own URL (the
         leader's when there is no replica)."""
-        proxy = self._haproxy()
-        replica_port = getattr(proxy, "replica_port", None)
-        if proxy is not None and isinstance(replica_port, int):
-            return self._url(proxy.host, replica_port)
+        front = self._front()
+        if front is not None:
+            return self._url(front.host, front.replica_port)
         replicas = self.replicas()
         if replicas:
             return replicas[0].url
@@ -863,14 +857,3 @@ def _kill_pid_group(pid: int) -> None:
     deadline = time.monotonic() + 5
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.005)
-
-
-def doctor_check() -> tuple[str, bool, str, str]:
-    """For ``shakedown doctor``: (component, ok, detail, install command)."""
-    try:
-        binary = find_patroni()
-    except MissingBinaryError as exc:
-        detail = exc.checked[-1] if exc.checked else exc.what
-        return ("patroni (postgres-ha)", False, detail, INSTALL_HINT)
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
-    return ("patroni (postgres-ha)", True, f"{binary}: {out.stdout.strip() or '?'}", "")

@@ -12,39 +12,24 @@ survive between transactions: psycopg clients should pass ``prepare_threshold=No
 from __future__ import annotations
 
 import signal
-import subprocess
 from typing import Any, ClassVar
 
 import psycopg
 
-from ..errors import MissingBinaryError
-from ..process import spawn, wait_ready
+from ..process import spawn
 from ..topology.specs.pgbouncer import PgBouncerSpec
-from ._base import ProcessService, find_binary
-
-INSTALL_HINT = "apt-get install -y pgbouncer"
+from ._base import Binary, ServerService
 
 
-def find_pgbouncer(bin_dir: str | None) -> str:
-    return find_binary("pgbouncer", kind="pgbouncer", bin_dir=bin_dir,
-                       system_dirs="/usr/sbin:/usr/bin", install=INSTALL_HINT)
-
-
-class PgBouncerService(ProcessService):
-    kind: ClassVar[str] = "pgbouncer"
+class PgBouncerService(ServerService, kind="pgbouncer"):
+    binary: ClassVar[Binary] = Binary("pgbouncer", "apt-get install -y pgbouncer")
+    product: ClassVar[str] = "PgBouncer"
     stop_signal: ClassVar[int] = signal.SIGTERM  # immediate; SIGINT waits for clients
     spec: PgBouncerSpec
 
     def __init__(self, spec: PgBouncerSpec, ctx: Any) -> None:
         super().__init__(spec, ctx)
-        self._binary: str | None = None
         self._backend: dict[str, str] = {}
-
-    @property
-    def binary(self) -> str:
-        if self._binary is None:
-            self._binary = find_pgbouncer(self.spec.bin_dir)
-        return self._binary
 
     def backend_exports(self) -> dict[str, str]:
         """The backend's address and credentials as this service sees it (a link's proxy
@@ -82,12 +67,6 @@ class PgBouncerService(ProcessService):
         return {**super().exports(), "user": self.user, "password": self.password,
                 "database": self.database, "dsn": self.dsn}
 
-    def version(self) -> str:
-        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True,
-                             check=False).stdout.split()
-        return f"PgBouncer {out[1] if len(out) > 1 else '?'}"
-
-    # -- lifecycle ---------------------------------------------------------------------------
     @property
     def config_path(self) -> Any:
         return self.ctx.data_dir / "pgbouncer.ini"
@@ -118,7 +97,7 @@ class PgBouncerService(ProcessService):
         return "\n".join(lines) + "\n"
 
     def prepare(self) -> None:
-        self.binary  # noqa: B018 - a missing binary fails before anything starts
+        self.binary_path  # noqa: B018 - a missing binary fails before anything starts
         self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
         userlist = self.ctx.data_dir / "userlist.txt"
         userlist.write_text(f'"{_quote(self.user)}" "{_quote(self.password)}"\n')
@@ -130,7 +109,7 @@ class PgBouncerService(ProcessService):
                 self.ctx.run_as.chown(path)
 
     def start(self) -> None:
-        self.processes = [spawn([self.binary, str(self.config_path)], role="pgbouncer",
+        self.processes = [spawn([self.binary_path, str(self.config_path)], role="pgbouncer",
                                 log_path=self.log_path, env_id=self.ctx.env_id,
                                 run_as=self.ctx.run_as)]
 
@@ -147,9 +126,7 @@ class PgBouncerService(ProcessService):
                 return conn.execute("SELECT 1").fetchone() == (1,)
 
         check = f"SELECT 1 through PgBouncer on {self.host}:{self.port}"
-        self.ready_seconds = wait_ready(probe, service=self.name, check=check,
-                                        timeout=self.spec.ready_timeout, watch=self.processes,
-                                        interval=0.005, max_interval=0.05)
+        self.await_ready(probe, check, interval=0.005, max_interval=0.05)
 
     def extra_state(self) -> dict[str, Any]:
         return {"backend": self._backend}
@@ -169,12 +146,3 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def doctor_check() -> tuple[str, bool, str, str]:
-    """For ``shakedown doctor``: (component, ok, detail, install command)."""
-    try:
-        binary = find_pgbouncer(None)
-    except MissingBinaryError as exc:
-        return ("pgbouncer", False, exc.what, INSTALL_HINT)
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
-    lines = out.stdout.strip().splitlines()
-    return ("pgbouncer", True, f"{binary}: {lines[0] if lines else '?'}", "")

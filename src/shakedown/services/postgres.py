@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg import sql
 
-from ..errors import ShakedownError
+from ..errors import MissingBinaryError, ShakedownError
 from ..process import NotReady, copy_tree, spawn, wait_ready
 from ..topology.specs.postgres import PostgresSpec
-from ._base import ProcessService
+from ._base import DoctorLine, SpawnedService
 from ._pgbin import PgBinaries, Template, ensure_template, find_binaries, run_sql_file
 
 SUPERUSER = "postgres"
@@ -59,10 +59,17 @@ BASE_SETTINGS: dict[str, str] = {
 }
 
 
-class PostgresService(ProcessService):
-    kind: ClassVar[str] = "postgres"
+class PostgresService(SpawnedService, kind="postgres"):
     stop_signal: ClassVar[int] = signal.SIGINT  # "fast" shutdown: SIGTERM waits for clients
     spec: PostgresSpec
+
+    @classmethod
+    def doctor(cls) -> list[DoctorLine]:
+        try:
+            binaries = find_binaries(None)
+        except MissingBinaryError as exc:
+            return [DoctorLine("postgres", False, exc.what, exc.install)]
+        return [DoctorLine("postgres", True, f"{binaries.bin_dir}: PostgreSQL {binaries.version}")]
 
     def __init__(self, spec: PostgresSpec, ctx: Any) -> None:
         super().__init__(spec, ctx)
@@ -301,6 +308,12 @@ class PostgresService(ProcessService):
             if self._dropper is None:
                 self._dropper = ThreadPoolExecutor(1, thread_name_prefix=f"drop-{self.name}")
             self._dropper.submit(drop)
+
+    def reset_after_test(self) -> None:
+        """Drop the databases the test made (in the background: the next test does not wait)."""
+        for name in self.created_databases:
+            self.drop_database(name, wait=False)
+        self.created_databases.clear()
 
     def stop(self) -> None:
         self.wait_for_drops()

@@ -23,11 +23,11 @@ from ..process import (
 )
 from ..topology import Ref, expand
 from ..topology.specs.process import ProcessSpec
-from ._base import ProcessService
+from ._base import SpawnedService
 
 
-class ProcessKindService(ProcessService):
-    kind: ClassVar[str] = "process"
+class UserProcessService(SpawnedService, kind="process"):
+    runs_as_service_user: ClassVar[bool] = False  # the user's own command runs as the user
     spec: ProcessSpec
 
     def _own(self) -> dict[str, str]:

@@ -4,37 +4,24 @@ off unless ``persistence = true``; ready when PING answers."""
 from __future__ import annotations
 
 import secrets
-import subprocess
 from typing import Any, ClassVar
 
 import redis
 
-from ..process import spawn, wait_ready
+from ..process import spawn
 from ..topology.specs.redis import RedisSpec
-from ._base import ProcessService, find_binary
-
-INSTALL_HINT = "apt-get install -y redis-server"
+from ._base import Binary, ServerService
 
 
-def find_redis(bin_dir: str | None) -> str:
-    return find_binary("redis-server", kind="redis", bin_dir=bin_dir, system_dirs="/usr/bin",
-                       install=INSTALL_HINT)
-
-
-class RedisService(ProcessService):
-    kind: ClassVar[str] = "redis"
+class RedisService(ServerService, kind="redis"):
+    binary: ClassVar[Binary] = Binary("redis-server", "apt-get install -y redis-server",
+                                      version_pattern=r"v=(\S+)")
+    product: ClassVar[str] = "Redis"
     spec: RedisSpec
 
     def __init__(self, spec: RedisSpec, ctx: Any) -> None:
         super().__init__(spec, ctx)
         self.password = secrets.token_urlsafe(18) if spec.password else ""
-        self._binary: str | None = None
-
-    @property
-    def binary(self) -> str:
-        if self._binary is None:
-            self._binary = find_redis(self.spec.bin_dir)
-        return self._binary
 
     @property
     def url(self) -> str:
@@ -43,12 +30,6 @@ class RedisService(ProcessService):
 
     def exports(self) -> dict[str, str]:
         return {**super().exports(), "password": self.password}
-
-    def version(self) -> str:
-        out = subprocess.run([self.binary, "--version"], capture_output=True, text=True,
-                             check=False).stdout.split()
-        version = next((w.split("=", 1)[1] for w in out if w.startswith("v=")), "?")
-        return f"Redis {version}"
 
     def prepare(self) -> None:
         self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +56,7 @@ class RedisService(ProcessService):
         return flat
 
     def start(self) -> None:
-        self.processes = [spawn([self.binary, *self._arguments()], role="redis-server",
+        self.processes = [spawn([self.binary_path, *self._arguments()], role="redis-server",
                                 log_path=self.log_path, env_id=self.ctx.env_id,
                                 run_as=self.ctx.run_as)]
 
@@ -88,10 +69,7 @@ class RedisService(ProcessService):
             with self.client() as client:
                 return bool(client.ping())
 
-        self.ready_seconds = wait_ready(ping, service=self.name,
-                                        check=f"PING on {self.host}:{self.port}",
-                                        timeout=self.spec.ready_timeout, watch=self.processes,
-                                        interval=0.001, max_interval=0.005)
+        self.await_ready(ping, f"PING on {self.host}:{self.port}")
 
     def extra_state(self) -> dict[str, Any]:
         return {"password": self.password}

@@ -41,6 +41,9 @@ class ServiceSpec(Spec):
     service_fields: ClassVar[dict[str, tuple[str, ...]]] = {}
     """Keys that name another service, with the kinds they accept: the loader checks the name
     and the kind, and makes the named service a dependency."""
+    fronts: ClassVar[str | None] = None
+    """The key (one of ``service_fields``) naming the service this one fronts: clients of
+    that service reach it through this one (HAProxy in front of a cluster)."""
 
     def templated_strings(self) -> Iterator[str]:
         """The values that may hold ``{name.attr}`` references (none unless the kind says)."""

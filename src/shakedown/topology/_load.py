@@ -62,6 +62,13 @@ class Topology:
         deps.update(service for service, _ in named_services(spec).values())
         return deps
 
+    def front_of(self, name: str) -> str | None:
+        """The service that fronts ``name`` (its spec's ``fronts`` key names it), if any."""
+        for other, spec in self.services.items():
+            if spec.fronts is not None and getattr(spec, spec.fronts) == name:
+                return other
+        return None
+
     def start_order(self) -> list[str]:
         """Services sorted so that each comes after what it depends on (file order otherwise)."""
         order: list[str] = []

@@ -17,6 +17,7 @@ class HAProxySpec(ServiceSpec):
         "host", "port", "url", "primary_url", "replica_url", "primary_port", "replica_port",
     )
     service_fields: ClassVar[dict[str, tuple[str, ...]]] = {"backend": ("postgres-ha",)}
+    fronts: ClassVar[str | None] = "backend"
     kind: Literal["haproxy"] = "haproxy"
     backend: str
     check_interval: float = Field(default=0.1, gt=0)
