@@ -24,12 +24,13 @@ from ._cli_support import friendly as _friendly
 from .environment import Environment
 from .errors import ShakedownError, mask_url
 from .process import log_tail, reap, runtime_root
+from .store import DEFAULT_STATE_DIR, RunPaths
 from .topology import DEFAULT_FILE
 
 
 def _state_root(files: Sequence[str]) -> Path:
     base = Path(files[0]).resolve().parent if files else Path.cwd()
-    return base / ".shakedown"
+    return base / DEFAULT_STATE_DIR
 
 
 file_option = click.option("-f", "--file", "files", multiple=True, metavar="FILE",
@@ -379,10 +380,11 @@ def check(run_dir: Path, lag_bound: str | None) -> None:
     from .checkers import check_history, split_by_test
     from .history import History
 
-    paths = [run_dir] if run_dir.is_file() else sorted(run_dir.glob("histories/*.jsonl"))
+    run = RunPaths(run_dir)
+    paths = [run_dir] if run_dir.is_file() else run.history_files()
     if not paths:
         raise ShakedownError(f"no history in {run_dir}",
-                             checked=[f"{run_dir}/histories/*.jsonl"],
+                             checked=[f"{run.histories_dir}/*.jsonl"],
                              fix=["pass a run directory: .shakedown/runs/RUN_ID"])
     bound = _ms(lag_bound) / 1000 if lag_bound else None
     table = Table("history", "test", "checker", "result", "explanation")

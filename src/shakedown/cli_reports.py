@@ -17,7 +17,6 @@ from ._cli_support import console
 from ._cli_support import friendly as _friendly
 from .errors import ShakedownError
 from .reports import (
-    HISTORY_FILE,
     HistoryDB,
     Iteration,
     Policy,
@@ -32,13 +31,14 @@ from .reports import (
     run_repeated,
 )
 from .reports import _format as fmt
+from .store import DEFAULT_STATE_DIR, RunPaths, StateStore
 
 SYMBOLS = {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "error": "[yellow]E[/]",
            "skipped": "[dim]s[/]", "xfailed": "[blue]x[/]", "xpassed": "[magenta]X[/]",
            "not run": "[magenta]-[/]"}
 
 
-state_option = click.option("--state-dir", default=".shakedown", show_default=True,
+state_option = click.option("--state-dir", default=DEFAULT_STATE_DIR, show_default=True,
                             type=click.Path(file_okay=False, path_type=Path),
                             help="Where runs and history.db are kept.")
 
@@ -70,7 +70,7 @@ def report(run_dir: Path | None, state_dir: Path, output: Path | None, threshold
     db = HistoryDB(default_history_db(run_dir))
     policy = Policy(runs=runs, threshold=threshold / 100)
     comparisons = compare(run, db, policy) if db.exists() else []
-    target = output or run_dir / "report.html"
+    target = output or RunPaths(run_dir).report_file
     target.write_text(build_report(run, db=db if db.exists() else None, policy=policy,
                                    comparisons=comparisons), encoding="utf-8")
     counts = run.counts()
@@ -102,7 +102,7 @@ def report(run_dir: Path | None, state_dir: Path, output: Path | None, threshold
 def history(match: str | None, state_dir: Path, last: int) -> None:
     """Trends from .shakedown/history.db: outcomes (pass rate, flips) and measurements
     (recent values, median, min/max). MATCH filters tests and metrics by substring."""
-    db = HistoryDB(state_dir / HISTORY_FILE)
+    db = HistoryDB(StateStore(state_dir).history_db)
     if not db.exists():
         raise ShakedownError(f"no run history at {db.path}",
                              fix=["runs are recorded at the end of every pytest run whose "
@@ -200,7 +200,7 @@ def run_command(repeat: int, target: float, stream: bool, state_dir: Path,
     _print_summary(summary)
     rows = [(t.nodeid, t.passed, t.failed + t.not_run, t.skipped, t.pass_rate, t.flaky)
             for t in summary.tests]
-    HistoryDB(state_dir / HISTORY_FILE).record_repeat(
+    HistoryDB(StateStore(state_dir).history_db).record_repeat(
         repeat_id, started, time.time(), git_commit=git_commit(Path.cwd()), iterations=repeat,
         success_rate=summary.success_rate, target=summary.target, args=pytest_args,
         tests=rows)

@@ -49,6 +49,7 @@ from .services import (
     ServiceContext,
     create_service,
 )
+from .store import DEFAULT_STATE_DIR, EnvPaths, StateStore
 from .topology import DEFAULT_FILE, Topology, TopologyModel, load_topology
 
 Observer = Callable[[str, str, float | None], None]
@@ -94,7 +95,7 @@ class Environment:
     ) -> None:
         self.topology = topology
         self.name = name or "default"
-        self.state_root = Path(state_root) if state_root else topology.base_dir / ".shakedown"
+        self.state_root = Path(state_root) if state_root else topology.base_dir / DEFAULT_STATE_DIR
         self.detach = detach
         self.observer = observer
         self.env_id = ""
@@ -125,13 +126,13 @@ class Environment:
         return cls(load_topology(path), name, **kwargs)
 
     @classmethod
-    def attach(cls, name: str | None = None, state_root: str | Path = ".shakedown") -> Environment:
+    def attach(cls, name: str | None = None,
+               state_root: str | Path = DEFAULT_STATE_DIR) -> Environment:
         """The environment NAME that another process brought up, read from its state file."""
         name = name or "default"
-        state_file = Path(state_root) / "envs" / name / "state.json"
+        state_file = StateStore(Path(state_root)).env(name).state_file
         if not state_file.exists():
-            known = sorted(p.name for p in (Path(state_root) / "envs").glob("*")
-                           if (p / "state.json").exists())
+            known = StateStore(Path(state_root)).env_names()
             raise EnvironmentStateError(
                 f"no environment named {name!r}{did_you_mean(name, known)}",
                 checked=[str(state_file.resolve())],
@@ -162,17 +163,22 @@ class Environment:
         if record.exists():
             env._record = EnvRecord.load(record)
         if env.state_dir.exists() and env.started_at is not None:
-            env.history = History(env.state_dir / "history.jsonl", origin=env.started_at)
+            env.history = History(env.paths.history_file, origin=env.started_at)
         return env
 
     # -- access ----------------------------------------------------------------------------
     @property
+    def paths(self) -> EnvPaths:
+        """Where the environment's state, history and logs live (the store's layout)."""
+        return StateStore(self.state_root).env(self.name)
+
+    @property
     def state_dir(self) -> Path:
-        return self.state_root / "envs" / self.name
+        return self.paths.dir
 
     @property
     def log_dir(self) -> Path:
-        return self.state_dir / "logs"
+        return self.paths.log_dir
 
     def __getitem__(self, name: str) -> Service:
         try:
@@ -225,7 +231,7 @@ class Environment:
         self._cancelled.clear()
         self._register(root)
         self._owned = True
-        self.history = History(self.state_dir / "history.jsonl", origin=self.started_at)
+        self.history = History(self.paths.history_file, origin=self.started_at)
         try:
             self._ports = PortAllocator(root, self.env_id)
             self._build_services(self._allocate_ports())
@@ -239,7 +245,7 @@ class Environment:
         return self
 
     def _refuse_if_running(self) -> None:
-        state_file = self.state_dir / "state.json"
+        state_file = self.paths.state_file
         if not state_file.exists():
             return
         try:
@@ -269,7 +275,9 @@ class Environment:
     def _register(self, root: Path) -> None:
         pid, started = current_owner()
         record = EnvRecord(env_id=self.env_id, name=self.name,
-                           state_dir=str(self.state_dir.resolve()), data_dir=str(self.data_dir),
+                           state_dir=str(self.state_dir.resolve()),
+                           state_file=str(self.paths.state_file.resolve()),
+                           data_dir=str(self.data_dir),
                            owner_pid=pid, owner_started=started, detached=self.detach)
         record_path = record.save(root)
         self._record = record
@@ -454,7 +462,7 @@ class Environment:
             "proxy": {"port": self.proxy_port, "process": self._proxy_proc.to_dict()}
             if self._proxy_proc is not None else None,
         }
-        path = self.state_dir / "state.json"
+        path = self.paths.state_file
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))

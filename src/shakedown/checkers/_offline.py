@@ -47,8 +47,9 @@ def split_by_test(history: History) -> dict[str, History]:
     segments: dict[str, list[Op]] = {}
     current: str | None = None
     for op in history.ops():
-        if op.f == "test" and isinstance(op.value, dict):
-            current = str(op.value.get("target")) if op.value.get("event") == "start" else None
+        mark = op.test_mark()
+        if mark is not None:
+            current = mark.nodeid if mark.event == "start" else None
             continue
         if current is not None:
             segments.setdefault(current, []).append(op)

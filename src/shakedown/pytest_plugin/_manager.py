@@ -19,6 +19,7 @@ import pytest
 from ..environment import Environment
 from ..errors import EnvironmentStateError, ShakedownError
 from ..process import tagged_processes
+from ..store import RunPaths, StateStore
 from ..topology import DEFAULT_FILE, Topology, load_topology
 from ._options import Settings
 
@@ -101,7 +102,7 @@ class EnvironmentManager:
     def _reuse_or_start(self, item: pytest.Item, topology: Topology, name: str, scope: str,
                         scope_key: str) -> Started:
         with self._lock(name):
-            state_file = self.settings.state_root / "envs" / name / "state.json"
+            state_file = StateStore(self.settings.state_root).env(name).state_file
             if state_file.exists():
                 state = json.loads(state_file.read_text())
                 if tagged_processes(state["env_id"]):
@@ -151,10 +152,10 @@ class EnvironmentManager:
     def keep_history(self, env: Environment) -> Path | None:
         """Copy the environment's history (faults, service events, test marks, workload
         operations) into the run directory, where checkers and reports read it offline."""
-        source = env.state_dir / "history.jsonl"
+        source = env.paths.history_file
         if not source.exists():
             return None
-        target = self.run_dir / "histories" / f"{env.name}.jsonl"
+        target = RunPaths(self.run_dir).history_file(env.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         return target

@@ -1,7 +1,7 @@
-"""Service kinds, one module (or family package) each, behind one base (``_base``): every
-kind's class registers itself for its kind (``class RedisService(ServerService,
-kind="redis")``), so the kind table is ``Service.registry``, filled by importing the kind
-modules found in this package — nothing lists the kinds by hand. Optional abilities are
+"""Service kinds, one module (or family package) each under ``kinds/``, behind one base
+(``_base``): every kind's class registers itself for its kind (``class RedisService(
+ServerService, kind="redis")``), so the kind table is ``Service.registry``, filled by importing
+the modules found in ``kinds/`` — nothing lists the kinds by hand. Optional abilities are
 protocols (``_protocols``); kinds never import each other.
 
 ``from shakedown.services import RedisService`` works for every kind's class (looked up by
@@ -39,9 +39,10 @@ from ._protocols import (
 
 
 def _import_kinds() -> dict[str, type[Service]]:
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    kinds = importlib.import_module(f"{__name__}.kinds")
+    for module_info in sorted(pkgutil.iter_modules(kinds.__path__), key=lambda m: m.name):
         if not module_info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{module_info.name}")
+            importlib.import_module(f"{kinds.__name__}.{module_info.name}")
     return Service.registry
 
 

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from ..awsemu import CONTROL, RuleAction, RuleData, server_command
-from ..errors import FaultError, MissingBinaryError, ServiceStartError, did_you_mean
-from ..process import NotReady, spawn, wait_ready
-from ..topology.specs.aws import AwsSpec
-from ._base import DoctorLine, ServiceContext, SpawnedService
+from ...awsemu import CONTROL, RuleAction, RuleData, server_command
+from ...errors import FaultError, MissingBinaryError, ServiceStartError, did_you_mean
+from ...process import NotReady, spawn, wait_ready
+from ...topology.specs.aws import AwsSpec
+from .._base import DoctorLine, ServiceContext, SpawnedService
 
 if TYPE_CHECKING:
     from botocore.model import ServiceModel

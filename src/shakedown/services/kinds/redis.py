@@ -8,9 +8,9 @@ from typing import Any, ClassVar
 
 import redis
 
-from ..process import spawn
-from ..topology.specs.redis import RedisSpec
-from ._base import Binary, ServerService
+from ...process import spawn
+from ...topology.specs.redis import RedisSpec
+from .._base import Binary, ServerService
 
 
 class RedisService(ServerService, kind="redis"):

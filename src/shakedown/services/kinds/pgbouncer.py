@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 import psycopg
 
-from ..process import spawn
-from ..topology.specs.pgbouncer import PgBouncerSpec
-from ._base import Binary, ServerService
+from ...process import spawn
+from ...topology.specs.pgbouncer import PgBouncerSpec
+from .._base import Binary, ServerService
 
 
 class PgBouncerService(ServerService, kind="pgbouncer"):

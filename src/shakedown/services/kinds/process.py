@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import MissingBinaryError
-from ..process import (
+from ...errors import MissingBinaryError
+from ...process import (
     Probe,
     command_probe,
     http_probe,
@@ -21,9 +21,9 @@ from ..process import (
     tcp_probe,
     wait_ready,
 )
-from ..topology import Ref, expand
-from ..topology.specs.process import ProcessSpec
-from ._base import SpawnedService
+from ...topology import Ref, expand
+from ...topology.specs.process import ProcessSpec
+from .._base import SpawnedService
 
 
 class UserProcessService(SpawnedService, kind="process"):

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import ServiceStartError, TopologyError, mask_url
-from ..process import NotReady, Probe, wait_ready
-from ..topology.specs.external import ExternalSpec
-from ._base import Service, ServiceContext
+from ...errors import ServiceStartError, TopologyError, mask_url
+from ...process import NotReady, Probe, wait_ready
+from ...topology.specs.external import ExternalSpec
+from .._base import Service, ServiceContext
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "postgres": 5432,
                  "redis": 6379, "rediss": 6379, "mysql": 3306, "amqp": 5672, "mongodb": 27017}

@@ -12,10 +12,10 @@ from typing import Any, ClassVar
 
 import httpx
 
-from ..process import NotReady, Spawned, spawn
-from ..topology import ServiceSpec
-from ..topology.specs.etcd import EtcdSpec
-from ._base import Binary, ServerService
+from ...process import NotReady, Spawned, spawn
+from ...topology import ServiceSpec
+from ...topology.specs.etcd import EtcdSpec
+from .._base import Binary, ServerService
 
 
 class EtcdService(ServerService, kind="etcd"):

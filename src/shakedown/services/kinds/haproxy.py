@@ -19,11 +19,11 @@ from typing import Any, ClassVar
 import httpx
 import psycopg
 
-from ..errors import ServiceStartError
-from ..process import NotReady, spawn
-from ..topology.specs.haproxy import HAProxySpec
-from ._base import LOOPBACK, Binary, InternalLink, ServerService
-from ._protocols import ClusterMember, HasMembers
+from ...errors import ServiceStartError
+from ...process import NotReady, spawn
+from ...topology.specs.haproxy import HAProxySpec
+from .._base import LOOPBACK, Binary, InternalLink, ServerService
+from .._protocols import ClusterMember, HasMembers
 
 
 class HAProxyService(ServerService, kind="haproxy"):

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MissingBinaryError, ServiceStartError, ShakedownError
-from ..process import RunAs, cache_root
+from ....errors import MissingBinaryError, ServiceStartError, ShakedownError
+from ....process import RunAs, cache_root
 
 INSTALL_HINT = "apt-get install -y postgresql"
 # 1 MB WAL segments instead of 16 MB: a template copy and a replica start move 15 MB less.

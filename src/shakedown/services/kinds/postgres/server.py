@@ -17,13 +17,22 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg import sql
 
-from ..errors import MissingBinaryError, ShakedownError
-from ..process import NotReady, copy_tree, spawn, wait_ready
-from ..topology.specs.postgres import PostgresSpec
-from ._base import DoctorLine, SpawnedService
-from ._pgbin import PgBinaries, Template, ensure_template, find_binaries, run_sql_file
+from ....errors import ShakedownError
+from ....process import NotReady, copy_tree, spawn, wait_ready
+from ....topology import Scalar
+from ....topology.specs.postgres import PostgresSpec
+from ..._base import DoctorLine, SpawnedService
+from ._binaries import Template, ensure_template
+from ._family import (
+    COMMON_SETTINGS,
+    SUPERUSER,
+    PostgresFamily,
+    conf_value,
+    pg_dsn,
+    pg_url,
+    superuser_connection,
+)
 
-SUPERUSER = "postgres"
 TEMPLATE_DATABASE = "shakedown_template"
 
 
@@ -37,46 +46,32 @@ class Database:
 # fsync off loses data only if the machine crashes, never when a server process is killed
 # (the kernel still holds what was written); synchronous_commit stays on so that a killed
 # server keeps every commit it acknowledged — kill faults must not invent lost writes.
-FAST_SETTINGS: dict[str, str] = {
-    "fsync": "off",
-    "full_page_writes": "off",
+FAST_SETTINGS: dict[str, Scalar] = {
+    "fsync": False,
+    "full_page_writes": False,
     "shared_buffers": "16MB",
 }
-BASE_SETTINGS: dict[str, str] = {
-    "listen_addresses": "'127.0.0.1'",
-    "unix_socket_directories": "''",  # TCP on loopback only; no socket path-length trouble
-    "logging_collector": "off",
-    "log_line_prefix": "'%m [%p] '",
-    "wal_retrieve_retry_interval": "'50ms'",  # its 5 s default delays replicas' first stream
-    "wal_keep_size": "'64MB'",
-    "max_wal_senders": "10",
-    "max_replication_slots": "10",
-    "hot_standby": "on",
-    "log_checkpoints": "off",  # CREATE DATABASE for each test would fill the log
-    # mmap: segments live in the data directory and go with it; posix ones would stay in
-    # /dev/shm after a SIGKILL of the server.
-    "dynamic_shared_memory_type": "mmap",
+BASE_SETTINGS: dict[str, Scalar] = {
+    **COMMON_SETTINGS,
+    "listen_addresses": "127.0.0.1",
+    "log_line_prefix": "%m [%p] ",
+    "wal_retrieve_retry_interval": "50ms",  # its 5 s default delays replicas' first stream
+    "log_checkpoints": False,  # CREATE DATABASE for each test would fill the log
 }
 
 
-class PostgresService(SpawnedService, kind="postgres"):
+class PostgresService(PostgresFamily, SpawnedService, kind="postgres"):
     stop_signal: ClassVar[int] = signal.SIGINT  # "fast" shutdown: SIGTERM waits for clients
     spec: PostgresSpec
 
     @classmethod
     def doctor(cls) -> list[DoctorLine]:
-        try:
-            binaries = find_binaries(None)
-        except MissingBinaryError as exc:
-            return [DoctorLine("postgres", False, exc.what, exc.install)]
-        return [DoctorLine("postgres", True, f"{binaries.bin_dir}: PostgreSQL {binaries.version}")]
+        return cls.postgres_doctor()
 
     def __init__(self, spec: PostgresSpec, ctx: Any) -> None:
         super().__init__(spec, ctx)
-        self.password = secrets.token_urlsafe(18)
-        self._binaries: PgBinaries | None = None
+        self.init_family()
         self._template: Template | None = None
-        self._first_conn: psycopg.Connection[Any] | None = None
         self._dropper: ThreadPoolExecutor | None = None
         self.created_databases: list[str] = []  # by fresh_database, until dropped
 
@@ -107,13 +102,12 @@ class PostgresService(SpawnedService, kind="postgres"):
         return self.url_for(self.database)
 
     def url_for(self, database: str, *, host: str | None = None, port: int | None = None) -> str:
-        return (f"postgresql://{SUPERUSER}:{self.effective_password}@{host or self.host}:"
-                f"{port or self.port}/{database}")
+        return pg_url(SUPERUSER, self.effective_password, host or self.host, port or self.port,
+                      database)
 
     @property
     def dsn(self) -> str:
-        return (f"host={self.host} port={self.port} user={SUPERUSER} "
-                f"password={self.effective_password} dbname={self.database}")
+        return pg_dsn(SUPERUSER, self.effective_password, self.host, self.port, self.database)
 
     def exports(self) -> dict[str, str]:
         return {**super().exports(), "user": SUPERUSER, "password": self.effective_password,
@@ -123,15 +117,11 @@ class PostgresService(SpawnedService, kind="postgres"):
     def pgdata(self) -> Any:
         return self.ctx.data_dir / "pgdata"
 
-    @property
-    def binaries(self) -> PgBinaries:
-        if self._binaries is None:
-            bin_dir = self.spec.bin_dir or (self.primary.spec.bin_dir if self.primary else None)
-            self._binaries = find_binaries(bin_dir)
-        return self._binaries
+    def bin_dir(self) -> str | None:
+        return self.spec.bin_dir or (self.primary.spec.bin_dir if self.primary else None)
 
     def version(self) -> str:
-        return f"PostgreSQL {self.binaries.version}"
+        return self.pg_version()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -146,18 +136,14 @@ class PostgresService(SpawnedService, kind="postgres"):
         if self.primary is not None:
             self._configure_standby(self.primary)
 
-    def _settings(self) -> dict[str, str]:
-        settings = dict(BASE_SETTINGS)
-        if not self.spec.durable:
-            settings.update(FAST_SETTINGS)
-        if self.primary is not None:
-            settings.update(_quoted(self.primary.spec.settings))
-        settings.update(_quoted(self.spec.settings))
-        settings["port"] = str(self.port)
+    def _settings(self) -> dict[str, Scalar]:
+        inherited = self.primary.spec.settings if self.primary is not None else {}
+        settings = self.settings_over(BASE_SETTINGS, FAST_SETTINGS, inherited)
+        settings["port"] = self.port
         return settings
 
     def _write_settings(self) -> None:
-        lines = [f"{key} = {value}" for key, value in self._settings().items()]
+        lines = [f"{key} = {conf_value(value)}" for key, value in self._settings().items()]
         with (self.pgdata / "postgresql.conf").open("a") as conf:
             conf.write("\n# written by shakedown\n" + "\n".join(lines) + "\n")
 
@@ -200,9 +186,7 @@ class PostgresService(SpawnedService, kind="postgres"):
         last: Exception | None = None
         for password in self._passwords():
             try:
-                return psycopg.connect(host=self.host, port=self.port, user=SUPERUSER,
-                                       password=password, dbname=database or "postgres",
-                                       autocommit=True, connect_timeout=2, **kwargs)
+                return superuser_connection(self.host, self.port, password, database, **kwargs)
             except psycopg.OperationalError as exc:
                 last = exc
                 if "password authentication failed" not in str(exc):
@@ -211,16 +195,8 @@ class PostgresService(SpawnedService, kind="postgres"):
         raise last
 
     def _probe(self) -> bool:
-        conn = self.connect()
-        try:
+        with self.connect() as conn:
             conn.execute("SELECT 1")
-        except BaseException:
-            conn.close()
-            raise
-        if self.initialized:
-            conn.close()
-        else:
-            self._first_conn = conn  # after_first_ready goes on with it: one connect less
         return True
 
     def _wait_replica(self, primary: PostgresService) -> float:
@@ -250,20 +226,15 @@ class PostgresService(SpawnedService, kind="postgres"):
         if self.primary is not None:
             self.initialized = True
             return
-        conn, self._first_conn = self._first_conn or self.connect(), None
-        with conn:
-            # Flushed commits: a replica that reaches our flush LSN must see all of this.
-            conn.execute("SET synchronous_commit = on")
+        with self.connect() as conn:
+            self.create_databases(conn)  # flushed commits from here on (synchronous_commit)
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 sql.Identifier(SUPERUSER), sql.Literal(self.password)))
             for replica in self._replica_names():
                 conn.execute("SELECT pg_create_physical_replication_slot(%s, true)",
                              (slot_name(replica),))
-            for database in self.spec.databases:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
         self.initialized = True  # the bootstrap password no longer works from here on
-        for path in self.spec.init:
-            self._run_sql_file(str(self.ctx.topology.resolve_path(path)))
+        self.run_init_files(self.host, self.port)
         if self.spec.init:
             self._create_template_database()
 
@@ -329,29 +300,13 @@ class PostgresService(SpawnedService, kind="postgres"):
         return [name for name, spec in self.ctx.topology.services.items()
                 if isinstance(spec, PostgresSpec) and spec.replica_of == self.name]
 
-    def _run_sql_file(self, path: str) -> None:
-        run_sql_file(self.binaries, service=self.name, host=self.host, port=self.port,
-                     password=self.password, database=self.database, path=path)
-
     def extra_state(self) -> dict[str, Any]:
-        return {"password": self.password}
+        return self.family_state()
 
     def restore_state(self, state: Any) -> None:
         super().restore_state(state)
-        self.password = state.get("password", self.password)
+        self.restore_family(state)
 
 
 def slot_name(service: str) -> str:
     return "shakedown_" + re.sub(r"[^a-z0-9_]", "_", service.lower())
-
-
-def _quoted(settings: Any) -> dict[str, str]:
-    out = {}
-    for key, value in settings.items():
-        if isinstance(value, bool):
-            out[key] = "on" if value else "off"
-        elif isinstance(value, int | float):
-            out[key] = str(value)
-        else:
-            out[key] = "'" + str(value).replace("'", "''") + "'"
-    return out
