@@ -9,6 +9,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -16,22 +17,11 @@ from rich.table import Table
 from ._cli_support import console
 from ._cli_support import friendly as _friendly
 from .errors import ShakedownError
-from .reports import (
-    HistoryDB,
-    Iteration,
-    Policy,
-    RepeatSummary,
-    StoredRun,
-    build_report,
-    compare,
-    default_history_db,
-    git_commit,
-    latest_run,
-    new_repeat_id,
-    run_repeated,
-)
-from .reports import _format as fmt
-from .store import DEFAULT_STATE_DIR, RunPaths, StateStore
+from .names import DEFAULT_STATE_DIR
+from .store import RunPaths, StateStore
+
+if TYPE_CHECKING:  # the commands import reports (bokeh...) when they run, not at startup
+    from .reports import HistoryDB, Iteration, RepeatSummary
 
 SYMBOLS = {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "error": "[yellow]E[/]",
            "skipped": "[dim]s[/]", "xfailed": "[blue]x[/]", "xpassed": "[magenta]X[/]",
@@ -65,6 +55,16 @@ def register(main: click.Group) -> None:
 def report(run_dir: Path | None, state_dir: Path, output: Path | None, threshold: float,
            runs: int, screenshot: Path | None) -> None:
     """Write the HTML report of a stored run (default: the latest under .shakedown/runs)."""
+    from .reports import (
+        HistoryDB,
+        Policy,
+        StoredRun,
+        build_report,
+        compare,
+        default_history_db,
+        latest_run,
+    )
+
     run_dir = run_dir or latest_run(state_dir)
     run = StoredRun.load(run_dir)
     db = HistoryDB(default_history_db(run_dir))
@@ -102,6 +102,9 @@ def report(run_dir: Path | None, state_dir: Path, output: Path | None, threshold
 def history(match: str | None, state_dir: Path, last: int) -> None:
     """Trends from .shakedown/history.db: outcomes (pass rate, flips) and measurements
     (recent values, median, min/max). MATCH filters tests and metrics by substring."""
+    from .reports import HistoryDB
+    from .reports import _format as fmt
+
     db = HistoryDB(StateStore(state_dir).history_db)
     if not db.exists():
         raise ShakedownError(f"no run history at {db.path}",
@@ -147,6 +150,8 @@ def history(match: str | None, state_dir: Path, last: int) -> None:
 
 
 def _runs_table(db: HistoryDB, last: int) -> None:
+    from .reports import _format as fmt
+
     runs = db.recent_runs(last)
     table = Table("run", "started", "commit", "passed", "failed", "error", "skipped",
                   title="runs", title_justify="left")
@@ -185,6 +190,8 @@ def run_command(repeat: int, target: float, stream: bool, state_dir: Path,
     status is non-zero when the target is missed."""
     import subprocess
 
+    from .reports import HistoryDB, git_commit, new_repeat_id, run_repeated
+
     if repeat < 1:
         raise click.BadParameter("must be at least 1", param_hint="--repeat")
     if repeat == 1:
@@ -221,6 +228,8 @@ def _print_iteration(iteration: Iteration) -> None:
 
 
 def _print_summary(summary: RepeatSummary) -> None:
+    from .reports import _format as fmt
+
     table = Table("test", "outcomes", "passed", "failed", "not run", "skipped", "pass rate",
                   title="pass rate per test", title_justify="left")
     for test in summary.tests:

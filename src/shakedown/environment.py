@@ -21,6 +21,7 @@ from typing import Any
 from .errors import EnvironmentStateError, FaultError, did_you_mean
 from .faults import Faults, LinkRoute
 from .history import NEMESIS, History
+from .names import DEFAULT_STATE_DIR
 from .netproxy import ProxyControl, server_command
 from .process import (
     EnvRecord,
@@ -49,7 +50,7 @@ from .services import (
     ServiceContext,
     create_service,
 )
-from .store import DEFAULT_STATE_DIR, EnvPaths, StateStore
+from .store import EnvPaths, StateStore
 from .topology import DEFAULT_FILE, Topology, TopologyModel, load_topology
 
 Observer = Callable[[str, str, float | None], None]
@@ -456,7 +457,8 @@ class Environment:
             "topology_paths": [str(p) for p in self.topology.paths],
             "topology_digest": self.topology.digest(),
             "topology": self.topology.model.model_dump(mode="json", by_alias=True),
-            "services": {name: s.to_state() for name, s in self.services.items()},
+            "services": {name: {**s.to_state(), "view": _view(s)}
+                         for name, s in self.services.items()},
             "measurements": self.measurements(),
             "links": self.link_ports,
             "proxy": {"port": self.proxy_port, "process": self._proxy_proc.to_dict()}
@@ -465,6 +467,8 @@ class Environment:
         path = self.paths.state_file
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
+        tmp.touch(mode=0o600)  # generated passwords: readable by the invoking user only
+        tmp.chmod(0o600)
         tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, path)
 
@@ -538,3 +542,13 @@ def _run_graph(
     errors = [f.exception() for f in futures.values() if f.exception() is not None]
     real = [e for e in errors if e is not None and not isinstance(e, _DependencyFailed)]
     return real or [e for e in errors if e is not None]
+
+
+def _view(service: Service) -> dict[str, Any]:
+    """What the CLI's read-only commands show without building services (``cli_state``)."""
+    try:
+        exports = service.exports()
+        url = service.url
+    except Exception:  # a cluster between leaders: its addresses are read again next save
+        exports, url = {}, ""
+    return {"url": url, "exports": exports, "log_path": str(service.log_path)}

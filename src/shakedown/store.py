@@ -26,7 +26,6 @@ from typing import Any
 
 from .errors import ShakedownError
 
-DEFAULT_STATE_DIR = ".shakedown"
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "not run")
 
 

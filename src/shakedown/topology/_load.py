@@ -16,13 +16,13 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from ..errors import TopologyError, did_you_mean
+from ..names import DEFAULT_FILE as DEFAULT_FILE
 from ._base import ServiceSpec
 from ._durations import Target
 from ._models import KINDS, TopologyModel
 from ._named import named_services
 from ._refs import Ref, find_refs
 
-DEFAULT_FILE = "shakedown.toml"
 OWN_ONLY = ("python",)
 """References a service may make to itself only: ``{python}`` is the interpreter running
 shakedown, so a user's Python process gets the same installed packages as the tests."""
