@@ -31,6 +31,7 @@ class ListAppend:
         self.writer: dict[Element, int] = {}
         self.appends: dict[int, dict[Key, list[Any]]] = {}
         self.ext_reads: dict[int, dict[Key, list[Any]]] = {}
+        self.observed: dict[int, list[tuple[Key, list[Any]]]] = {}
         self.order: dict[Key, list[Any]] = {}
         self.pos: dict[Key, dict[Any, int]] = {}
         self._index_writes()
@@ -60,35 +61,35 @@ class ListAppend:
             self.appends[txn.id] = mine
 
     def _internal_and_external(self) -> None:
-        """Per committed txn: its first read of each key before any own append (external),
-        and whether every later read agrees with what the txn already knew."""
+        """Per committed txn: the reads that observed other transactions' writes (every read
+        of a key before the txn's own first append to it; the first one of each key is its
+        external read), and whether every read after an own append shows that append.
+
+        A later read that differs from an earlier one without an own append in between is
+        no internal error: it is a non-repeatable read, which read committed allows; the
+        graph sees it as the cycle it is (``T -rw-> W`` from the first read, ``W -wr-> T``
+        from the second), a G-single."""
         for txn in self.txns:
             if txn.type != "ok":
                 continue
             external: dict[Key, list[Any]] = {}
-            known: dict[Key, list[Any]] = {}  # the whole list, once read
-            suffix: dict[Key, list[Any]] = {}  # own appends not yet covered by a read
+            observed: list[tuple[Key, list[Any]]] = []
+            mine: dict[Key, list[Any]] = {}
             for op in txn.ops:
                 if op.f == "append":
-                    if op.key in known:
-                        known[op.key] = [*known[op.key], op.value]
-                    else:
-                        suffix.setdefault(op.key, []).append(op.value)
+                    mine.setdefault(op.key, []).append(op.value)
                     continue
                 value = op.value if op.value is not None else []
                 self._check_read(txn, op.key, value)
-                if op.key in known:
-                    if value != known[op.key]:
-                        self._internal(txn, op.key, value, f"expected {known[op.key]!r}")
-                elif op.key in suffix:
-                    tail = suffix[op.key]
-                    if value[len(value) - len(tail) :] != tail:
-                        self._internal(txn, op.key, value, f"expected it to end with {tail!r}")
-                else:
-                    external[op.key] = value
-                known[op.key] = value
-                suffix.pop(op.key, None)
+                own = mine.get(op.key)
+                if own:
+                    if not _shows(value, own):
+                        self._internal(txn, op.key, value, f"expected it to end with {own!r}")
+                    continue
+                observed.append((op.key, value))
+                external.setdefault(op.key, value)
             self.ext_reads[txn.id] = external
+            self.observed[txn.id] = observed
 
     def _internal(self, txn: Txn, key: Key, value: list[Any], expected: str) -> None:
         why = f"{txn.name} read key {key!r} = {value!r} after its own operations; {expected}"
@@ -165,8 +166,8 @@ class ListAppend:
                 if previous is not None and current is not None:
                     graph.add(previous, current, WW)
                 previous = current
-        for reader, reads in self.ext_reads.items():
-            for key, value in reads.items():
+        for reader, reads in self.observed.items():
+            for key, value in reads:
                 if not self._compatible(key, value):
                     continue
                 order = self.order[key]
@@ -222,19 +223,25 @@ class ListAppend:
         return ""
 
     def _why_wr(self, a: int, b: int) -> str:
-        for key, value in self.ext_reads.get(b, {}).items():
+        for key, value in self.observed.get(b, []):
             if value and self.writer.get((key, value[-1])) == a:
                 return f"{{b}} read key {key!r} = {_short(value)}, ending in {{a}}'s append"
         return ""
 
     def _why_rw(self, a: int, b: int) -> str:
-        for key, value in self.ext_reads.get(a, {}).items():
+        for key, value in self.observed.get(a, []):
             order = self.order.get(key, [])
             if len(value) < len(order) and self.writer.get((key, order[len(value)])) == b:
                 missed = order[len(value)]
                 return (f"{{a}} read key {key!r} = {_short(value)} and did not see "
                         f"{missed!r}, which {{b}} appended next")
         return ""
+
+
+def _shows(value: list[Any], own: list[Any]) -> bool:
+    """Whether a read shows the txn's own appends, in order, the last one last."""
+    rest = iter(value)
+    return bool(value) and value[-1] == own[-1] and all(v in rest for v in own)
 
 
 def _short(values: list[Any], limit: int = 6) -> str:

@@ -29,6 +29,7 @@ class RwRegister:
         self.writer: dict[tuple[Key, Any], int] = {}
         self.writes: dict[int, dict[Key, list[Any]]] = {}
         self.ext_reads: dict[int, dict[Key, Any]] = {}
+        self.observed: dict[int, list[tuple[Key, Any]]] = {}
         # key -> version -> versions known to follow it directly
         self.next: dict[Key, dict[Any, set[Any]]] = defaultdict(lambda: defaultdict(set))
         self._index_writes()
@@ -58,25 +59,30 @@ class RwRegister:
             self.writes[txn.id] = mine
 
     def _reads(self) -> None:
+        """Reads before a txn's own write of a key observe others (the first is external);
+        a read after an own write must return it. Two reads that differ without a write in
+        between are a non-repeatable read, left to the graph (like list-append)."""
         for txn in self.txns:
             if txn.type != "ok":
                 continue
             external: dict[Key, Any] = {}
-            known: dict[Key, Any] = {}
+            observed: list[tuple[Key, Any]] = []
+            mine: dict[Key, Any] = {}
             for op in txn.ops:
                 if op.f == "w":
-                    known[op.key] = op.value
+                    mine[op.key] = op.value
                     continue
                 self._check_read(txn, op.key, op.value)
-                if op.key in known:
-                    if op.value != known[op.key]:
-                        why = (f"{txn.name} read key {op.key!r} = {op.value!r} after its own "
-                               f"operations; expected {known[op.key]!r}")
+                if op.key in mine:
+                    if op.value != mine[op.key]:
+                        why = (f"{txn.name} read key {op.key!r} = {op.value!r} after writing "
+                               f"{mine[op.key]!r} to it")
                         self.findings.append(Finding("internal", (txn.id,), why))
-                else:
-                    external[op.key] = op.value
-                known[op.key] = op.value
+                    continue
+                observed.append((op.key, op.value))
+                external.setdefault(op.key, op.value)
             self.ext_reads[txn.id] = external
+            self.observed[txn.id] = observed
 
     def _check_read(self, txn: Txn, key: Key, value: Any) -> None:
         if value is INITIAL:
@@ -126,8 +132,8 @@ class RwRegister:
                     target = self._node(key, value)
                     if source is not None and target is not None:
                         graph.add(source, target, WW)
-        for reader, reads in self.ext_reads.items():
-            for key, seen in reads.items():
+        for reader, reads in self.observed.items():
+            for key, seen in reads:
                 if seen is not INITIAL:
                     source = self._node(key, seen)
                     if source is not None:
@@ -151,7 +157,7 @@ class RwRegister:
 
     def why(self, a: int, b: int, kind: str) -> str:
         if kind == "wr":
-            for key, seen in self.ext_reads.get(b, {}).items():
+            for key, seen in self.observed.get(b, []):
                 if seen is not INITIAL and self.writer.get((key, seen)) == a:
                     return f"{{b}} read key {key!r} = {seen!r}, which {{a}} wrote"
         if kind == "ww":
@@ -161,7 +167,7 @@ class RwRegister:
                         return (f"{{b}} wrote {values[-1]!r} to key {key!r} after reading "
                                 f"{{a}}'s {version!r}")
         if kind == "rw":
-            for key, seen in self.ext_reads.get(a, {}).items():
+            for key, seen in self.observed.get(a, []):
                 for value in self.next.get(key, {}).get(seen, ()):
                     if self.writer.get((key, value)) == b:
                         return (f"{{a}} read key {key!r} = {seen!r}, before {{b}}'s write "
