@@ -209,3 +209,11 @@ def test_an_unknown_model_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="choose one of read-committed, snapshot-isolation"):
         check(History(), "linearizable")
     assert set(ISOLATION_MODELS) == set(STRENGTH)
+
+
+def test_a_non_repeatable_read_is_read_skew_not_an_internal_error() -> None:
+    history = concurrent(*txns([[R, "x", []], [R, "x", [1]]], [[A, "x", 1]]))
+    allowed = check(history, "read-committed")
+    assert allowed.validity == "valid", allowed.explanation
+    assert allowed.details["anomalies"] == ["G-single"]
+    assert check(history, "snapshot-isolation").validity == "invalid"

@@ -7,14 +7,19 @@ over three keys and six workers so that transactions collide."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
 from shakedown.checkers import Result, isolation
+from shakedown.history import History, record_final
 from shakedown.services import PostgresService
 from shakedown.workloads import Runner, RunSummary
 from shakedown.workloads.postgres import WORKLOADS, ListAppendClient, list_append, rw_register
@@ -127,3 +132,26 @@ def test_a_transaction_returns_its_micro_ops_in_elles_shape(pg_url: str) -> None
         client.close()
     assert done == ("ok", [["append", 1, 10], ["r", 1, [10]], ["r", 2, []]])
     assert list_append.final_read(pg_url) == {1: [10]}
+
+
+def test_a_stored_run_is_checked_offline_by_shakedown_check(pg_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "histories" / "run.jsonl"
+    path.parent.mkdir()
+    history = History(path)
+    for seed in range(MAX_RUNS):
+        list_append.setup(pg_url)
+        Runner(WORKLOADS["list_append"].clients(pg_url, isolation="repeatable-read"),
+               list_append.generator(keys=KEYS, seconds=SECONDS, seed=seed),
+               concurrency=WORKERS, history=history).run()
+        if "G2-item" in isolation(history, model="serializable").details["anomalies"]:
+            break
+    record_final(history, "isolation-model", "snapshot-isolation")
+    history.close()
+    command = [sys.executable, "-m", "shakedown", "check", str(tmp_path)]
+    env = {**os.environ, "COLUMNS": "250"}
+    recorded = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    assert "found but allowed by snapshot-isolation: G2-item" in recorded.stdout
+    strict = subprocess.run([*command, "--isolation-model", "serializable"],
+                            capture_output=True, text=True, check=False, env=env)
+    assert strict.returncode == 1 and "forbidden by serializable: G2-item" in strict.stdout
