@@ -47,6 +47,11 @@ class Search:
     components: int = 0
     largest: int = 0
 
+    def saturated(self, limit: int) -> bool:
+        """Every cycle name found so far has its examples: later components are only
+        sampled (one start each), in case they show a name not seen yet."""
+        return bool(self.cycles) and all(len(c) >= limit for c in self.cycles.values())
+
     def add(self, cycle: Cycle, limit: int) -> None:
         found = self.cycles.setdefault(cycle.name, [])
         if len(found) < limit and all(c.nodes != cycle.nodes for c in found):
@@ -119,7 +124,8 @@ def _composite(graph: Graph, nodes: set[int]) -> Adjacency:
 def _examples(graph: Graph, adjacency: Adjacency, nodes: set[int], kinds: int, result: Search,
               examples: int) -> None:
     """Shortest cycles through a few nodes of a component, named and kept per name."""
-    for start in sorted(nodes)[: examples * STARTS_PER_EXAMPLE]:
+    starts = 1 if result.saturated(examples) else examples * STARTS_PER_EXAMPLE
+    for start in sorted(nodes)[:starts]:
         path = _shortest_cycle(adjacency, start, nodes)
         if path is not None:
             result.add(_cycle(graph, path, adjacency, kinds), examples)

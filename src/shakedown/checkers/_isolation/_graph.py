@@ -39,11 +39,11 @@ class Graph:
         return self.out.get(a, {}).get(b, 0)
 
     def edges(self, kinds: int, within: set[int] | None = None) -> Iterator[tuple[int, int]]:
-        """Edges having one of ``kinds``, optionally only between nodes of ``within``."""
-        for a, targets in self.out.items():
-            if within is not None and a not in within:
-                continue
-            for b, mask in targets.items():
+        """Edges having one of ``kinds``, optionally only between nodes of ``within`` (then
+        only those nodes' edges are visited: a component's search costs its own size)."""
+        sources = self.out.keys() if within is None else within
+        for a in sources:
+            for b, mask in self.out.get(a, {}).items():
                 if mask & kinds and (within is None or b in within):
                     yield a, b
 

@@ -18,6 +18,7 @@ from shakedown.checkers._isolation._txns import Txn
 
 Key = Hashable
 Element = tuple[Key, Any]
+_NONE: frozenset[Any] = frozenset()
 
 
 class ListAppend:
@@ -29,6 +30,7 @@ class ListAppend:
         self.graph = Graph()
         self.findings: list[Finding] = []
         self.writer: dict[Element, int] = {}
+        self.committed: dict[Key, set[Any]] = {}  # elements appended by ok or info txns
         self.appends: dict[int, dict[Key, list[Any]]] = {}
         self.ext_reads: dict[int, dict[Key, list[Any]]] = {}
         self.observed: dict[int, list[tuple[Key, list[Any]]]] = {}
@@ -58,6 +60,8 @@ class ListAppend:
                         "values to tell writers apart"
                     )
                 self.writer[element] = txn.id
+                if txn.type != "fail":
+                    self.committed.setdefault(op.key, set()).add(op.value)
             self.appends[txn.id] = mine
 
     def _internal_and_external(self) -> None:
@@ -96,10 +100,20 @@ class ListAppend:
         self.findings.append(Finding("internal", (txn.id,), why))
 
     def _check_read(self, txn: Txn, key: Key, value: list[Any]) -> None:
-        if len(set(value)) != len(value):
+        elements = set(value)
+        if len(elements) != len(value):
             twice = sorted({v for v in value if value.count(v) > 1}, key=value.index)
             why = f"{txn.name} read key {key!r} with {twice!r} more than once"
             self.findings.append(Finding("duplicate-elements", (txn.id,), why))
+        if elements <= self.committed.get(key, _NONE):
+            pass  # the common case, decided by one set comparison
+        else:
+            self._check_elements(txn, key, value)
+        if value and txn.type == "ok":
+            self._check_intermediate(txn, key, value[-1])
+
+    def _check_elements(self, txn: Txn, key: Key, value: list[Any]) -> None:
+        """Name the elements of a read that no (maybe) committed transaction appended."""
         for element in value:
             writer = self.writer.get((key, element))
             if writer is None:
@@ -109,8 +123,6 @@ class ListAppend:
                 why = (f"{txn.name} read {element!r} in key {key!r}, appended by "
                        f"{self.txns[writer].name}, which failed")
                 self.findings.append(Finding("G1a", (txn.id, writer), why))
-        if value and txn.type == "ok":
-            self._check_intermediate(txn, key, value[-1])
 
     def _check_intermediate(self, txn: Txn, key: Key, last: Any) -> None:
         writer = self.writer.get((key, last))

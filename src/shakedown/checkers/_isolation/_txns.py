@@ -76,7 +76,8 @@ def _micro_ops(raw: Any, index: int, *, filled: bool) -> list[MicroOp]:
         f, key, value = op
         if f == "r" and filled and value is not None and not _read_shape_ok(value):
             raise MalformedHistory(f"txn at index {index}: read {op!r} returned {value!r}")
-        ops.append(MicroOp(f, hashable(key), _read_value(f, value) if filled or f != "r" else None))
+        key = key if type(key) is int else hashable(key)
+        ops.append(MicroOp(f, key, _read_value(f, value) if filled or f != "r" else None))
     return ops
 
 
@@ -87,8 +88,10 @@ def _read_shape_ok(value: Any) -> bool:
 def _read_value(f: str, value: Any) -> Any:
     """A read of a list stays a list (order matters); register values are made hashable."""
     if f == "r" and isinstance(value, list | tuple):
+        if all(type(v) is int for v in value):  # the usual case, at C speed
+            return list(value)
         return [hashable(v) for v in value]
-    return hashable(value)
+    return value if type(value) is int else hashable(value)
 
 
 def kind_of(txns: Iterable[Txn]) -> str | None:
