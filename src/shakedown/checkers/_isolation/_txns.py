@@ -13,6 +13,7 @@ from shakedown.checkers._histories import HistoryLike, as_history, hashable
 from shakedown.history import FINAL
 
 MICRO_OPS = ("append", "r", "w")
+_INT = {int}
 
 
 class MalformedHistory(ValueError):
@@ -88,7 +89,7 @@ def _read_shape_ok(value: Any) -> bool:
 def _read_value(f: str, value: Any) -> Any:
     """A read of a list stays a list (order matters); register values are made hashable."""
     if f == "r" and isinstance(value, list | tuple):
-        if all(type(v) is int for v in value):  # the usual case, at C speed
+        if set(map(type, value)) <= _INT:  # the usual case, decided at C speed
             return list(value)
         return [hashable(v) for v in value]
     return value if type(value) is int else hashable(value)
