@@ -399,8 +399,13 @@ def _ms(text: str) -> float:
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=True, path_type=Path))
 @click.option("--lag-bound", default=None, help="Bound for replication lag samples, e.g. 5s.")
+@click.option("--isolation-model", default=None,
+              type=click.Choice(["read-committed", "snapshot-isolation", "repeatable-read",
+                                 "serializable", "strict-serializable"]),
+              help="Model transactions are checked against (default: as recorded, else "
+                   "serializable).")
 @_friendly
-def check(run_dir: Path, lag_bound: str | None) -> None:
+def check(run_dir: Path, lag_bound: str | None, isolation_model: str | None) -> None:
     """Re-run the checkers on a stored run's histories (a run directory or one .jsonl)."""
     from .checkers import check_history, split_by_test
     from .history import History
@@ -419,7 +424,8 @@ def check(run_dir: Path, lag_bound: str | None) -> None:
     for path in paths:
         checked = 0
         for test, segment in split_by_test(History.load(path)).items():
-            for name, result in check_history(segment, lag_bound_s=bound).items():
+            found = check_history(segment, lag_bound_s=bound, isolation_model=isolation_model)
+            for name, result in found.items():
                 colour = {"valid": "green", "invalid": "red"}.get(result.validity, "yellow")
                 table.add_row(path.name, test or "-", name, f"[{colour}]{result.validity}[/]",
                               result.explanation)
