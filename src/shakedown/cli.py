@@ -169,6 +169,14 @@ def logs(service: str, files: tuple[str, ...], name: str, follow: bool, lines: i
     """Print a service's log."""
     env = Environment.attach(name, _state_root(files))
     path = env[service].log_path if service in env.services else None
+    owner, _, part = service.partition("/")
+    if path is None and part and owner in env.services:  # aws/lambda/NAME, aws/ec2/ID
+        parts: dict[str, Path] = getattr(env[owner], "log_paths", dict)()
+        path = parts.get(part)
+        if path is None:
+            raise ShakedownError(f"service {owner!r} has no log {part!r}",
+                                 checked=[f"logs: {', '.join(k for k in parts if k) or 'none'}"],
+                                 fix=[f"name one of them: shakedown logs {owner}/KEY"])
     if path is None:
         raise ShakedownError(f"no service named {service!r} in environment {name!r}",
                              checked=[f"services: {', '.join(env.services)}"],
