@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import threading
@@ -394,7 +395,7 @@ class LambdaRuntime:
             code = worker.popen.wait(5)
             message = {"type": "init_error", "error": {
                 "errorType": "Runtime.ExitError", "stackTrace": [],
-                "errorMessage": f"Runtime exited with error: exit status {code}"}}
+                "errorMessage": f"Runtime exited with error: {_exit_reason(code)}"}}
         worker.init_ms = init_ms
         if message.get("type") == "ready":
             return worker, None, init_ms
@@ -443,13 +444,10 @@ class LambdaRuntime:
         printed = worker.output.wait_end(request_id, 1.0 if answer is not None else 0.2)
         if answer is None and status != "timeout":
             worker.kill()
-            code = worker.popen.returncode
             status = "error"
-            reason = f"signal: {_signal_name(-code)}" if code is not None and code < 0 \
-                else f"exit status {code}"
             error = {"errorType": "Runtime.ExitError",
                      "errorMessage": f"RequestId: {request_id} Error: Runtime exited with "
-                                     f"error: {reason}"}
+                                     f"error: {_exit_reason(worker.popen.returncode)}"}
         elif status == "timeout":
             error = {"errorType": "Sandbox.Timedout",
                      "errorMessage": f"RequestId: {request_id} Error: Task timed out after "
@@ -534,10 +532,12 @@ class LambdaRuntime:
             log.close()
 
 
-def _signal_name(number: int) -> str:
-    import signal
-
+def _exit_reason(code: int | None) -> str:
+    """How Lambda words a runtime's end: ``signal: killed``, ``exit status 1``."""
+    if code is None or code >= 0:
+        return f"exit status {code}"
     try:
-        return signal.Signals(number).name.removeprefix("SIG").lower()
+        name = signal.Signals(-code).name.removeprefix("SIG").lower()
     except ValueError:
-        return str(number)
+        name = str(-code)
+    return f"signal: {'killed' if name == 'kill' else name}"

@@ -86,6 +86,7 @@ def handle_invoke(runtime: LambdaRuntime, environ: Environ, start_response: Star
                             f"shakedown could not run the function: {exc}")
     headers = [("Content-Type", "application/json"),
                ("X-Amz-Executed-Version", function.version),
+               ("x-amzn-RequestId", outcome.request_id),
                ("Content-Length", str(len(outcome.payload)))]
     if outcome.error is not None:
         headers.append(("X-Amz-Function-Error", "Unhandled"))
