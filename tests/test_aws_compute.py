@@ -223,6 +223,7 @@ def test_declared_function_runs_in_a_native_worker_with_a_lambda_context(
     # Warm: the same worker, no new import.
     second = invoke(aws, "echo", {"n": 2})["body"]
     assert second["pid"] == body["pid"] and second["cold"] == body["cold"]
+    assert "lambda:echo" in aws.roles() and aws.roles()[0] == "moto"
     [worker] = aws.workers("echo")
     assert worker["pid"] == body["pid"] and worker["invocations"] == 2
     log = aws.log_paths()["lambda/echo"].read_text()

@@ -185,6 +185,17 @@ class AwsCompute:
             return [Spawned(role, instance["pid"], instance["pgid"], Path(instance["log"]))]
         return None
 
+    def compute_roles(self) -> list[str]:
+        if not self.spec.functions and not self.spec.amis and not self.spec.apis:
+            return []
+        try:
+            snapshot = self.compute()
+        except FaultError:  # the emulator is down: only its own role is left
+            return []
+        functions = sorted({w["function"] for w in snapshot["workers"] if w["alive"]})
+        running = [i["instance_id"] for i in snapshot["instances"] if i["alive"]]
+        return [*(LAMBDA_ROLE + f for f in functions), *running]
+
     def _worker_summary(self) -> str:
         return ", ".join(f"{w['function']} pid {w['pid']}" for w in self.workers()) or "none"
 

@@ -176,6 +176,11 @@ class AwsService(AwsCompute, SpawnedService, kind="aws"):
         chosen = self.compute_processes(role) if role else None
         return chosen if chosen is not None else super()._select(role)
 
+    def roles(self) -> list[str]:
+        """``moto``, then ``lambda:NAME`` for each function with live workers and the id of
+        each instance whose process runs."""
+        return [*super().roles(), *self.compute_roles()]
+
     def log_paths(self) -> dict[str, Path]:
         """The emulator's log and each function's and instance's."""
         return {"": self.log_path, **self.compute_log_paths()}
