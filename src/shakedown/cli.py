@@ -180,7 +180,7 @@ def logs(service: str, files: tuple[str, ...], name: str, follow: bool, lines: i
     """Print a service's log."""
     from .cli_state import EnvironmentView
 
-    path = EnvironmentView.load(name, _state_root(files))[service].log_path
+    path = EnvironmentView.load(name, _state_root(files)).log_of(service)
     click.echo(_tail(path, lines))
     if follow:
         _follow(path)

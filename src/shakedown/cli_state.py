@@ -24,6 +24,8 @@ class ServiceView:
     exports: dict[str, str]
     log_path: Path
     processes: list[dict[str, Any]]
+    log_parts: dict[str, Path]
+    """Further logs of the service by key (``lambda/NAME``, ``ec2/ID`` of the aws kind)."""
 
     @property
     def pids(self) -> list[int]:
@@ -78,6 +80,24 @@ class EnvironmentView:
                                  fix=["name one of the services listed"])
         return self.services[service]
 
+    def log_of(self, service: str) -> Path:
+        """The log of ``service``, or of one of its parts: ``aws/lambda/NAME``."""
+        if service in self.services:
+            return self.services[service].log_path
+        owner, _, part = service.partition("/")
+        if part and owner in self.services:
+            view = self.services[owner]
+            # a part made after the state was saved (an instance launched later) is found by
+            # the naming rule of HasLogParts: SERVICE.KEY.log beside the service's log
+            beside = view.log_path.with_name(f"{owner}.{part.replace('/', '.')}.log")
+            parts = {**view.log_parts, **({part: beside} if beside.is_file() else {})}
+            if part not in parts:
+                raise ShakedownError(f"service {owner!r} has no log {part!r}",
+                                     checked=[f"logs: {', '.join(parts) or 'none'}"],
+                                     fix=[f"name one of them: shakedown logs {owner}/KEY"])
+            return parts[part]
+        return self[service].log_path  # the error that lists the services
+
 
 def _service(name: str, state: dict[str, Any]) -> ServiceView:
     view = state.get("view")
@@ -86,7 +106,9 @@ def _service(name: str, state: dict[str, Any]) -> ServiceView:
     return ServiceView(name=name, kind=str(state["kind"]), url=str(view["url"]),
                        exports={str(k): str(v) for k, v in view["exports"].items()},
                        log_path=Path(view["log_path"]),
-                       processes=list(state.get("processes") or []))
+                       processes=list(state.get("processes") or []),
+                       log_parts={str(k): Path(v)
+                                  for k, v in (view.get("log_parts") or {}).items()})
 
 
 def _state(pid: int) -> str | None:

@@ -45,6 +45,7 @@ from .process import (
 from .services import (
     LOOPBACK,
     SERVICE_CLASSES,
+    HasLogParts,
     InternalLink,
     Service,
     ServiceContext,
@@ -551,4 +552,6 @@ def _view(service: Service) -> dict[str, Any]:
         url = service.url
     except Exception:  # a cluster between leaders: its addresses are read again next save
         exports, url = {}, ""
-    return {"url": url, "exports": exports, "log_path": str(service.log_path)}
+    parts = service.log_paths() if isinstance(service, HasLogParts) else {}
+    return {"url": url, "exports": exports, "log_path": str(service.log_path),
+            "log_parts": {key: str(path) for key, path in parts.items()}}

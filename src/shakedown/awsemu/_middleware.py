@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
 
+from ._compute import ComputeBridge
 from ._operations import RestOperations
 from ._resources import ResourceError
 from ._rules import Rule, RuleData
@@ -33,9 +34,10 @@ class FaultMiddleware:
     """Applies latency and error rules to matching AWS requests, serves the control endpoints,
     and passes everything else to moto."""
 
-    def __init__(self, app: App, config: dict[str, Any], resources: Callable[[], list[str]]
-                 ) -> None:
+    def __init__(self, app: App, config: dict[str, Any], resources: Callable[[], list[str]],
+                 compute: ComputeBridge | None = None) -> None:
         self.app = app
+        self.compute = compute
         self.config = config
         self.create_resources = resources
         self.rules: dict[str, Rule] = {}
@@ -60,7 +62,17 @@ class FaultMiddleware:
                     print(f"fault: {rule.id} {rule.service}.{operation} -> "
                           f"{rule.data['error']} ({rule.data['status']})", flush=True)
                     return error_response(environ, start_response, rule.data)
-        return self.app(environ, start_response)
+        if self.compute is None:
+            return self.app(environ, start_response)
+        answered = self.compute.intercept(environ, start_response)
+        if answered is not None:
+            return answered
+        if path == "/moto-api/reset":
+            self.compute.reset()
+        try:
+            return self.app(environ, start_response)
+        finally:
+            self.compute.after()
 
     def identify(self, environ: Environ, rules: list[Rule]
                  ) -> tuple[str | None, str | None, str | None]:
@@ -92,6 +104,10 @@ class FaultMiddleware:
     def control(self, environ: Environ, start_response: StartResponse, path: str
                 ) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
+        if self.compute is not None:
+            answered = self.compute.control(environ, start_response, path)
+            if answered is not None:
+                return answered
         if path == "health" and method == "GET":
             health = {"ready": True, "region": self.config["region"],
                       "services": self.config["services"], "pid": os.getpid()}

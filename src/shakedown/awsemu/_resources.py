@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Any
 
+from ._settings import DEFAULT_ACCOUNT
 from ._wsgi import App, Environ, header_key
 
 FAKE_DATE = "20240101"
@@ -27,6 +28,8 @@ class Resources:
         self.key: str = config["access_key_id"]
         self.port: int = config["port"]
         self.declared: dict[str, list[dict[str, Any]]] = config.get("resources") or {}
+        self.functions: dict[str, dict[str, Any]] = (config.get("compute") or {}).get(
+            "functions") or {}
 
     def _call(self, service: str, method: str, path: str, body: bytes,
               headers: dict[str, str]) -> tuple[int, bytes]:
@@ -101,4 +104,6 @@ class Resources:
                 raise ResourceError(f"CreateBucket {bucket['name']} -> {code}: "
                                     f"{data.decode(errors='replace')[:300]}")
             created.append(f"s3 bucket {bucket['name']}")
-        return created
+        from ._declared import create_functions  # imports this module
+
+        return created + create_functions(self._call, self.functions, DEFAULT_ACCOUNT)

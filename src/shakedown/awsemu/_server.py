@@ -18,6 +18,7 @@ import threading
 import time
 from typing import Any
 
+from ._compute import ComputeBridge
 from ._middleware import FaultMiddleware
 from ._resources import Resources
 
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     config: dict[str, Any] = {"region": "us-east-1", "services": [], "resources": {},
                               "access_key_id": "shakedown", **json.loads(args.config)}
     config["port"] = args.port
+    config["host"] = args.host
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -122,7 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     _warm(dispatcher, list(config["services"]), config["region"])
     warmed = time.monotonic()
     resources = Resources(dispatcher, config)
-    app = FaultMiddleware(dispatcher, config, resources.create)
+    compute = ComputeBridge(config)
+    compute.start()
+    app = FaultMiddleware(dispatcher, config, resources.create, compute)
     for line in resources.create():
         print(f"created {line}", flush=True)
     created = time.monotonic()
@@ -147,4 +151,7 @@ def main(argv: list[str] | None = None) -> None:
           f"ready in {time.monotonic() - began:.3f}s (imports {imported - began:.3f}s, "
           f"backends {warmed - imported:.3f}s, resources {created - warmed:.3f}s; "
           f"cpu {time.process_time():.3f}s)", flush=True)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        compute.shutdown()  # workers and instances' processes do not outlive the emulator

@@ -8,6 +8,7 @@ through declared exports, never by importing each other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -58,6 +59,15 @@ class HasProcesses(Protocol):
     def roles(self) -> list[str]: ...
     @property
     def pids(self) -> list[int]: ...
+
+
+@runtime_checkable
+class HasLogParts(Protocol):
+    """Logs beside the service's own, by key (a Lambda function's, an instance's), named
+    ``SERVICE.KEY.log`` (``/`` in the key as ``.``) in the service's log directory, so that
+    ``shakedown logs SERVICE/KEY`` finds one made after the state file was written."""
+
+    def log_paths(self) -> dict[str, Path]: ...
 
 
 @runtime_checkable

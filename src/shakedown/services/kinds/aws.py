@@ -12,14 +12,17 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
 from ...awsemu import CONTROL, RuleAction, RuleData, server_command
 from ...errors import FaultError, MissingBinaryError, ServiceStartError, did_you_mean
-from ...process import NotReady, spawn, wait_ready
+from ...process import NotReady, Spawned, spawn, wait_ready
+from ...topology import ServiceSpec
 from ...topology.specs.aws import AwsSpec
+from .._aws_compute import AwsCompute
 from .._base import DoctorLine, ServiceContext, SpawnedService
 
 if TYPE_CHECKING:
@@ -71,7 +74,7 @@ def service_model(service: str) -> ServiceModel:
                          ) from None
 
 
-class AwsService(SpawnedService, kind="aws"):
+class AwsService(AwsCompute, SpawnedService, kind="aws"):
     runs_as_service_user: ClassVar[bool] = False  # this virtualenv's Python
     spec: AwsSpec
 
@@ -87,6 +90,12 @@ class AwsService(SpawnedService, kind="aws"):
                                    f"{missing} is not installed for {sys.executable}",
                                    INSTALL_COMMAND)]
         return [DoctorLine("moto (aws)", True, ", ".join(f"{k} {v}" for k, v in versions.items()))]
+
+    @classmethod
+    def ports_for(cls, spec: ServiceSpec) -> int:
+        """The emulator's port, and one per declared HTTP API."""
+        assert isinstance(spec, AwsSpec)
+        return 1 + cls.compute_ports(spec)
 
     def __init__(self, spec: AwsSpec, ctx: ServiceContext) -> None:
         super().__init__(spec, ctx)
@@ -107,7 +116,8 @@ class AwsService(SpawnedService, kind="aws"):
 
     def exports(self) -> dict[str, str]:
         return {**super().exports(), "endpoint": self.endpoint, "region": self.region,
-                "access_key_id": ACCESS_KEY_ID, "secret_access_key": SECRET_ACCESS_KEY}
+                "access_key_id": ACCESS_KEY_ID, "secret_access_key": SECRET_ACCESS_KEY,
+                **self.compute_exports()}
 
     def env_vars(self) -> dict[str, str]:
         """What an AWS SDK needs to talk to this service instead of AWS."""
@@ -131,7 +141,8 @@ class AwsService(SpawnedService, kind="aws"):
     # -- lifecycle ---------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
         return {"region": self.region, "services": list(self.spec.services),
-                "resources": self.spec.resources.to_config(), "access_key_id": ACCESS_KEY_ID}
+                "resources": self.spec.resources.to_config(), "access_key_id": ACCESS_KEY_ID,
+                "secret_access_key": SECRET_ACCESS_KEY, "compute": self.compute_config()}
 
     def start(self) -> None:
         check_moto_installed()
@@ -158,6 +169,21 @@ class AwsService(SpawnedService, kind="aws"):
                                             max_interval=0.02)
         finally:
             client.close()
+
+    def _select(self, role: str | None) -> list[Spawned]:
+        """Roles name the emulator (``moto``), a function's workers (``lambda:NAME``) or
+        an instance's process (its id)."""
+        chosen = self.compute_processes(role) if role else None
+        return chosen if chosen is not None else super()._select(role)
+
+    def roles(self) -> list[str]:
+        """``moto``, then ``lambda:NAME`` for each function with live workers and the id of
+        each instance whose process runs."""
+        return [*super().roles(), *self.compute_roles()]
+
+    def log_paths(self) -> dict[str, Path]:
+        """The emulator's log and each function's and instance's."""
+        return {"": self.log_path, **self.compute_log_paths()}
 
     def stop(self) -> None:
         super().stop()

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ...errors import did_you_mean
 from .._base import ServiceSpec, Spec
+from ._aws_compute import AwsComputeMixin
 
 DEFAULT_REGION = "us-east-1"
 # moto entries that are not AWS services a topology would name.
@@ -173,10 +174,11 @@ def _attribute(value: str | int | bool) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-class AwsSpec(ServiceSpec):
-    """AWS APIs emulated by moto in server mode (``kind = "aws"``)."""
+class AwsSpec(AwsComputeMixin, ServiceSpec):
+    """AWS APIs emulated by moto in server mode (``kind = "aws"``), with Lambda functions,
+    HTTP APIs and EC2 AMIs run natively (``specs._aws_compute``)."""
 
-    exports: ClassVar[tuple[str, ...]] = (
+    base_exports: ClassVar[tuple[str, ...]] = (
         "host", "port", "url", "endpoint", "region", "access_key_id", "secret_access_key",
     )
     kind: Literal["aws"] = "aws"
@@ -204,12 +206,21 @@ class AwsSpec(ServiceSpec):
                              "eu-west-3, ap-southeast-2)")
         return value
 
+    @property
+    def exports(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The base attributes, and ``api_NAME_url`` for each declared API."""
+        return (*self.base_exports, *(f"api_{name.replace('-', '_')}_url" for name in self.apis))
+
     @model_validator(mode="after")
     def _resources_need_services(self) -> AwsSpec:
-        for key, service in RESOURCE_SERVICES.items():
-            if getattr(self.resources, key) and service not in self.services:
+        needed = [(f"resources.{key} are {service} resources", service)
+                  for key, service in RESOURCE_SERVICES.items() if getattr(self.resources, key)]
+        needed += [(f"{key} run on {service}", service) for key, service in
+                   self.compute_services()]
+        for what, service in needed:
+            if service not in self.services:
                 wanted = ", ".join(f'"{name}"' for name in [*self.services, service])
                 raise ValueError(
-                    f"resources.{key} are {service} resources but services does not list "
-                    f"{service!r}: add it, e.g. services = [{wanted}]")
+                    f"{what} but services does not list {service!r}: add it, e.g. "
+                    f"services = [{wanted}]")
         return self
