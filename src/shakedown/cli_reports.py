@@ -5,14 +5,12 @@
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from ._cli_support import console
 from ._cli_support import friendly as _friendly
@@ -21,6 +19,7 @@ from .names import DEFAULT_STATE_DIR
 from .store import RunPaths, StateStore
 
 if TYPE_CHECKING:  # the commands import reports (bokeh...) when they run, not at startup
+
     from .reports import HistoryDB, Iteration, RepeatSummary
 
 SYMBOLS = {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "error": "[yellow]E[/]",
@@ -102,6 +101,10 @@ def report(run_dir: Path | None, state_dir: Path, output: Path | None, threshold
 def history(match: str | None, state_dir: Path, last: int) -> None:
     """Trends from .shakedown/history.db: outcomes (pass rate, flips) and measurements
     (recent values, median, min/max). MATCH filters tests and metrics by substring."""
+    import statistics
+
+    from rich.table import Table
+
     from .reports import HistoryDB
     from .reports import _format as fmt
 
@@ -150,6 +153,8 @@ def history(match: str | None, state_dir: Path, last: int) -> None:
 
 
 def _runs_table(db: HistoryDB, last: int) -> None:
+    from rich.table import Table
+
     from .reports import _format as fmt
 
     runs = db.recent_runs(last)
@@ -228,6 +233,8 @@ def _print_iteration(iteration: Iteration) -> None:
 
 
 def _print_summary(summary: RepeatSummary) -> None:
+    from rich.table import Table
+
     from .reports import _format as fmt
 
     table = Table("test", "outcomes", "passed", "failed", "not run", "skipped", "pass rate",

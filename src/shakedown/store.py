@@ -18,7 +18,8 @@ and the format of what a run leaves there. Everything else asks it for paths.
 from __future__ import annotations
 
 import json
-import platform
+import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -172,8 +173,8 @@ class Results:
     run_id: str
     started: float = field(default_factory=time.time)
     finished: float = 0.0
-    host: str = field(default_factory=platform.node)
-    python: str = field(default_factory=platform.python_version)
+    host: str = field(default_factory=lambda: os.uname().nodename)
+    python: str = field(default_factory=lambda: ".".join(map(str, sys.version_info[:3])))
     tests: list[TestRecord] = field(default_factory=list)
     environments: list[dict[str, Any]] = field(default_factory=list)
     targets: dict[str, str] = field(default_factory=dict)
