@@ -8,7 +8,6 @@ import fcntl
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -159,10 +158,3 @@ class EnvironmentManager:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         return target
-
-    def envs_of(self, keys: list[tuple[Path, str]]) -> list[Started]:
-        return [self.started[k] for k in keys if k in self.started]
-
-
-def wall_clock() -> float:
-    return time.time()
