@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from ._resources import ResourceError
+from ._wsgi import ResourceError
 
 Call = Callable[[str, str, str, bytes, dict[str, str]], tuple[int, bytes]]
 ROLE = "shakedown-lambda"

@@ -15,11 +15,11 @@ from urllib.parse import parse_qs
 
 from ._compute import ComputeBridge
 from ._operations import RestOperations
-from ._resources import ResourceError
 from ._rules import Rule, RuleData
 from ._wsgi import (
     App,
     Environ,
+    ResourceError,
     StartResponse,
     error_response,
     json_response,

@@ -8,14 +8,11 @@ import json
 import sys
 from typing import Any
 
+from ._declared import create_functions
 from ._settings import DEFAULT_ACCOUNT
-from ._wsgi import App, Environ, header_key
+from ._wsgi import App, Environ, ResourceError, header_key
 
 FAKE_DATE = "20240101"
-
-
-class ResourceError(Exception):
-    pass
 
 
 class Resources:
@@ -104,6 +101,4 @@ class Resources:
                 raise ResourceError(f"CreateBucket {bucket['name']} -> {code}: "
                                     f"{data.decode(errors='replace')[:300]}")
             created.append(f"s3 bucket {bucket['name']}")
-        from ._declared import create_functions  # imports this module
-
         return created + create_functions(self._call, self.functions, DEFAULT_ACCOUNT)

@@ -88,3 +88,7 @@ def _is_query(environ: Environ) -> bool:
 def header_key(header: str) -> str:
     """The WSGI environ key of an HTTP header."""
     return "HTTP_" + header.upper().replace("-", "_")
+
+
+class ResourceError(Exception):
+    """A declared resource (table, queue, bucket, function) could not be created."""
