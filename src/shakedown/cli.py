@@ -161,6 +161,7 @@ def status(files: tuple[str, ...], name: str) -> None:
     env = EnvironmentView.load(name, _state_root(files))
     table = Table("service", "kind", "state", "pid", "url", "uptime", title=f"{name} "
                   f"({env.env_id})")
+    table.columns[4].overflow = "fold"  # whole URLs, wrapped, never cut with an ellipsis
     for service in env.services.values():
         pids = service.pids
         table.add_row(service.name, service.kind, service.status(),

@@ -25,7 +25,8 @@ class RedisService(ServerService, kind="redis"):
 
     @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
+        # "default:" spelled out: redis-cli/redis-benchmark -u reject an empty user name
+        auth = f"default:{self.password}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.port}/0"
 
     def exports(self) -> dict[str, str]:
