@@ -294,9 +294,14 @@ def test_event_invocation_runs_later_and_dry_run_runs_nothing(aws: AwsService) -
     wait_for(lambda: dynamodb.get_item(TableName="marks", Key={"id": {"S": "async"}})
              .get("Item"), "the event's handler wrote its item")
     assert dynamodb.get_item(TableName="marks", Key={"id": {"S": "dry"}}).get("Item") is None
-    types = [e["invocation_type"] for e in aws.compute_events()
-             if e["type"] == "lambda.invoke" and e["function"] == "marker"]
-    assert types == ["Event"]
+
+    def invocations() -> list[str]:
+        return [e["invocation_type"] for e in aws.compute_events()
+                if e["type"] == "lambda.invoke" and e["function"] == "marker"]
+
+    # the invocation is recorded when it ends, a moment after its handler wrote the item
+    wait_for(invocations, "the event invocation recorded")
+    assert invocations() == ["Event"]
 
 
 def test_function_created_at_run_time_from_a_zip(aws: AwsService) -> None:
