@@ -463,17 +463,24 @@ class LambdaRuntime:
         with self._lock:
             return [w.describe() for p in self._pools.values() for w in p.every]
 
-    def reset(self) -> None:
-        """Stop every worker (the functions they ran are gone after moto's reset)."""
+    def reset(self, keep_declared: bool = True) -> None:
+        """moto's reset forgets every function: stop their workers, except the idle workers
+        of declared functions, which come back identical (same code, same configuration)
+        when the declared resources are created again; warm, as Lambda keeps them."""
         with self._lock:
             self._generation += 1
-            workers = [w for p in self._pools.values() for w in p.every]
-            self._pools.clear()
-        for worker in workers:
+            stopped: list[Worker] = []
+            for key, pool in list(self._pools.items()):
+                declared = self.settings.functions.get(key[0], {}).get("code_sha") == key[1]
+                if keep_declared and declared and not pool.active:
+                    continue
+                stopped.extend(pool.every)
+                del self._pools[key]
+        for worker in stopped:
             worker.kill()
 
     def shutdown(self) -> None:
-        self.reset()
+        self.reset(keep_declared=False)
         with self._lock:
             logs = list(self._logs.values())
             self._logs.clear()
