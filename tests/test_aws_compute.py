@@ -180,7 +180,10 @@ def aws(shared: Environment) -> Iterator[AwsService]:
     yield service
     service.clear_rules()
     service.reset()
-    assert no_orphans(None, compute=service, idle_workers=False)
+    result = no_orphans(None, compute=service)
+    assert result, str(result)
+    declared = set(service.spec.functions)
+    assert {w["function"] for w in service.workers()} <= declared  # the others are gone
 
 
 def invoke(aws: AwsService, name: str, event: Any = None, **kwargs: Any) -> dict[str, Any]:
@@ -315,6 +318,13 @@ def test_function_created_at_run_time_from_a_zip(aws: AwsService) -> None:
     lam.update_function_code(FunctionName="made", ZipFile=_zip(
         "def handler(event, context):\n    return event['x'] * 3\n"))
     assert invoke(aws, "made", {"x": 21})["body"] == 63  # new code, new worker
+    assert len(aws.workers("made")) == 2  # the old code's worker is idle until a reset
+
+
+def test_reset_keeps_declared_functions_warm(aws: AwsService) -> None:
+    pid = invoke(aws, "echo")["body"]["pid"]
+    aws.reset()  # moto forgets the function; the declared one is created again, identical
+    assert invoke(aws, "echo")["body"]["pid"] == pid
 
 
 def test_kill_and_pause_a_worker_mid_invocation(aws: AwsService) -> None:

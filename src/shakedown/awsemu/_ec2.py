@@ -46,6 +46,7 @@ class Launched:
     exit_code: int | None = None
     tokens: dict[str, float] = field(default_factory=dict)  # IMDSv2 token -> expiry
     launched: float = 0.0
+    failure: str = ""
 
     @property
     def id(self) -> str:
@@ -111,20 +112,22 @@ class Instances:
         setattr(Instance, "terminate", terminate_hooked)  # noqa: B010
 
     def _queue(self, instance: Any, ami: str) -> None:
-        queued: list[tuple[Any, str]] = getattr(self._queued, "items", [])
-        queued.append((instance, ami))
+        """Start the instance's command now (it boots while moto builds its answer), and
+        queue the rest of its launch for ``flush``."""
+        queued: list[Launched] = getattr(self._queued, "items", [])
+        queued.append(self._spawn(instance, ami))
         self._queued.items = queued
 
     def flush(self) -> None:
-        """Start the processes of the instances launched by this thread's request: called
-        once moto's answer (which shows them ``pending``) is built."""
-        queued: list[tuple[Any, str]] = getattr(self._queued, "items", [])
+        """Once moto's answer (which shows the instances ``pending``) is built: the instances
+        whose command runs are ``running`` and watched, the others terminated."""
+        queued: list[Launched] = getattr(self._queued, "items", [])
         self._queued.items = []
-        for instance, ami in queued:
-            self._launch(instance, ami)
+        for record in queued:
+            self._started(record)
 
     # -- processes -------------------------------------------------------------------
-    def _launch(self, instance: Any, ami: str) -> None:
+    def _spawn(self, instance: Any, ami: str) -> Launched:
         mapping = self.amis[ami]
         record = Launched(instance, ami, self.settings.log_path("ec2", str(instance.id)))
         with self._lock:
@@ -144,15 +147,21 @@ class Instances:
                 record.popen = start_child(list(mapping["command"]), env=env,
                                            cwd=mapping.get("cwd") or "/", stdout=log)
             except OSError as exc:
+                record.failure = f"cannot start the command of {ami}: {exc}"
                 log.write(f"shakedown: cannot start amis.{ami}.command "
                           f"{mapping['command']}: {exc}\n".encode())
-                self._ended(record, f"Server.InternalError: cannot start the command of "
-                                    f"{ami}: {exc}", "Server.InternalError")
-                return
         record.launched = time.time()
-        _set_state(instance, RUNNING)
-        self.events.emit("ec2.instance", instance_id=record.id, state="running", ami=ami,
-                         pid=record.popen.pid, instance_type=instance.instance_type)
+        return record
+
+    def _started(self, record: Launched) -> None:
+        if record.popen is None:
+            self._ended(record, f"Server.InternalError: {record.failure}",
+                        "Server.InternalError")
+            return
+        if not record.terminating:  # not terminated before its launch was answered
+            _set_state(record.instance, RUNNING)
+        self.events.emit("ec2.instance", instance_id=record.id, state="running", ami=record.ami,
+                         pid=record.popen.pid, instance_type=record.instance.instance_type)
         threading.Thread(target=self._watch, args=(record,), daemon=True,
                          name=f"ec2-{record.id}").start()
 

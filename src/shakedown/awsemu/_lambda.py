@@ -31,7 +31,6 @@ from typing import Any
 
 from ._children import child_env, kill_child, max_rss_mb, start_child
 from ._events import Events
-from ._lambda_worker import MARKER
 from ._settings import ComputeSettings
 
 WORKER = str(Path(__file__).with_name("_lambda_worker.py"))
@@ -106,54 +105,6 @@ class FunctionLog:
             self._file.close()
 
 
-class Output:
-    """Reads a worker's stdout pipe: each line goes to the function log and to the running
-    invocation's capture, until the worker's end marker for that invocation."""
-
-    def __init__(self, fd: int, log: FunctionLog) -> None:
-        self._pipe = os.fdopen(fd, "rb")
-        self._log = log
-        self._cond = threading.Condition()
-        self._ended: str | None = None
-        self._closed = False
-        self.capture: list[str] = []
-        threading.Thread(target=self._run, daemon=True, name="lambda-output").start()
-
-    def _run(self) -> None:
-        for raw in self._pipe:
-            line = raw.decode("utf-8", "replace")
-            text, marker, rest = line.partition(MARKER)
-            if text.strip("\n"):
-                self._log.write(text)
-                with self._cond:
-                    self.capture.append(text if text.endswith("\n") else text + "\n")
-            if marker:
-                with self._cond:
-                    self._ended = rest.strip()
-                    self._cond.notify_all()
-        self._pipe.close()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def begin(self) -> None:
-        with self._cond:
-            self.capture = []
-            self._ended = None
-
-    def wait_end(self, request_id: str, timeout: float) -> str:
-        """Wait until the invocation's output is all read (its marker, or the pipe closed);
-        return what it wrote."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._ended != request_id and not self._closed:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            return "".join(self.capture)
-
-
 class Worker:
     """One execution environment: a worker process, its channel and its output."""
 
@@ -166,17 +117,15 @@ class Worker:
         self.init_ms = 0.0
         self.busy = False
         ours, theirs = socket.socketpair()
-        read_fd, write_fd = os.pipe()
         env = child_env({**_runtime_env(function, settings, self.stream),
                          "_SHAKEDOWN_LAMBDA_FD": str(theirs.fileno())})
         try:
-            self.popen = start_child([sys.executable, "-P", WORKER], env=env,
-                                     cwd=function.code_dir, stdout=write_fd,
-                                     pass_fds=[theirs.fileno()])
+            with log.path.open("ab") as output:
+                self.popen = start_child([sys.executable, "-P", WORKER], env=env,
+                                         cwd=function.code_dir, stdout=output,
+                                         pass_fds=[theirs.fileno()])
         finally:
-            os.close(write_fd)
             theirs.close()
-        self.output = Output(read_fd, log)
         self.channel = ours
         self._reader = ours.makefile("rb")
 
@@ -399,7 +348,6 @@ class LambdaRuntime:
         worker.init_ms = init_ms
         if message.get("type") == "ready":
             return worker, None, init_ms
-        worker.output.wait_end("init", 1.0)
         return worker, dict(message.get("error") or {}), init_ms
 
     def _failed_init(self, function: Function, log: FunctionLog, request_id: str,
@@ -422,7 +370,6 @@ class LambdaRuntime:
         """Send one invocation to a ready worker; (outcome, keep the worker)."""
         start = f"START RequestId: {request_id} Version: {function.version}"
         log.write(start)
-        worker.output.begin()
         began = time.perf_counter()
         deadline = time.time() + function.timeout
         worker.invocations += 1
@@ -441,7 +388,9 @@ class LambdaRuntime:
         memory = max_rss_mb(worker.pid)
         if status == "timeout":
             worker.kill()
-        printed = worker.output.wait_end(request_id, 1.0 if answer is not None else 0.2)
+        printed = str((answer or {}).get("log") or "")
+        if printed and not printed.endswith("\n"):
+            printed += "\n"
         if answer is None and status != "timeout":
             worker.kill()
             status = "error"
@@ -514,17 +463,24 @@ class LambdaRuntime:
         with self._lock:
             return [w.describe() for p in self._pools.values() for w in p.every]
 
-    def reset(self) -> None:
-        """Stop every worker (the functions they ran are gone after moto's reset)."""
+    def reset(self, keep_declared: bool = True) -> None:
+        """moto's reset forgets every function: stop their workers, except the idle workers
+        of declared functions, which come back identical (same code, same configuration)
+        when the declared resources are created again; warm, as Lambda keeps them."""
         with self._lock:
             self._generation += 1
-            workers = [w for p in self._pools.values() for w in p.every]
-            self._pools.clear()
-        for worker in workers:
+            stopped: list[Worker] = []
+            for key, pool in list(self._pools.items()):
+                declared = self.settings.functions.get(key[0], {}).get("code_sha") == key[1]
+                if keep_declared and declared and not pool.active:
+                    continue
+                stopped.extend(pool.every)
+                del self._pools[key]
+        for worker in stopped:
             worker.kill()
 
     def shutdown(self) -> None:
-        self.reset()
+        self.reset(keep_declared=False)
         with self._lock:
             logs = list(self._logs.values())
             self._logs.clear()

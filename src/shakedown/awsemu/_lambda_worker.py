@@ -7,9 +7,10 @@ What it does as AWS's Python runtime does: the handler is ``module.function`` fo
 directory; a context object carries the request id, the deadline, the function's name, ARN,
 memory and log group/stream; the root logger writes ``[LEVEL] time request-id message``; an
 error is answered as ``errorMessage``/``errorType``/``requestId``/``stackTrace``, an import
-failure as ``Runtime.ImportModuleError`` and its kin. Output goes to stdout (the emulator's pipe
-to the function's log); after each invocation a marker line tells the emulator that the
-invocation's output is complete."""
+failure as ``Runtime.ImportModuleError`` and its kin. Output goes to stdout, the function's log
+file (appended to by the emulator too: it writes START before sending an invocation and
+END/REPORT once answered, so the lines stay in order); what the invocation printed through
+``sys.stdout``/``sys.stderr`` also travels back with the answer (``X-Amz-Log-Result``)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,36 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-MARKER = "\x00shakedown-end "
+CAPTURE_LIMIT = 64 * 1024
 _request_id = "-"
+
+
+class Tee:
+    """A text stream that writes through and keeps what the running invocation wrote."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.captured: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> int:
+        if self.size < CAPTURE_LIMIT:
+            self.captured.append(text)
+            self.size += len(text)
+        return int(self._stream.write(text))
+
+    def take(self) -> str:
+        text = "".join(self.captured)
+        self.captured, self.size = [], 0
+        return text
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+_out = Tee(sys.stdout)
+_err = Tee(sys.stderr)
+sys.stdout, sys.stderr = _out, _err
 
 
 class LambdaContext:
@@ -141,11 +170,11 @@ def _invoke(handler: Callable[..., Any], request: dict[str, Any]) -> dict[str, A
         return {"ok": False, "error": error}
 
 
-def _finish_output(request_id: str) -> None:
-    """Flush what the invocation wrote and mark its end on stdout."""
+def _finish_output() -> str:
+    """Flush what the invocation wrote (to the log, before the answer); return it."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.write(1, f"{MARKER}{request_id}\n".encode())
+    return _out.take() + _err.take()
 
 
 def main() -> None:
@@ -160,18 +189,19 @@ def main() -> None:
         handler = load_handler(os.environ["_HANDLER"])
     except InitError as exc:
         _log_error(exc.error)
-        _finish_output("init")
+        _finish_output()
         channel.sendall(json.dumps({"type": "init_error", "error": exc.error,
                                     "init_ms": (time.perf_counter() - began) * 1000}
                                    ).encode() + b"\n")
         return
+    _finish_output()  # what the import printed is the log's, not the first invocation's
     channel.sendall(json.dumps({"type": "ready", "init_ms": (time.perf_counter() - began)
                                 * 1000}).encode() + b"\n")
     for line in reader:  # EOF: the emulator closed the channel or died; the worker ends
         request = json.loads(line)
         _request_id = request["id"]
         answer = _invoke(handler, request)
-        _finish_output(_request_id)
+        answer["log"] = _finish_output()
         _request_id = "-"
         channel.sendall(json.dumps(answer).encode() + b"\n")
 
