@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from ...awsemu import CONTROL, RuleAction, RuleData, server_command
-from ...errors import FaultError, MissingBinaryError, ServiceStartError, did_you_mean
-from ...process import NotReady, Spawned, spawn, wait_ready
-from ...topology import ServiceSpec
-from ...topology.specs.aws import AwsSpec
-from .._aws_compute import AwsCompute
-from .._base import DoctorLine, ServiceContext, SpawnedService
+from ....awsemu import CONTROL, RuleAction, RuleData, server_command
+from ....errors import FaultError, MissingBinaryError, ServiceStartError, did_you_mean
+from ....process import NotReady, Spawned, spawn, wait_ready
+from ....topology import ServiceSpec
+from ....topology.specs.aws import AwsSpec
+from ..._base import DoctorLine, ServiceContext, SpawnedService
+from ._compute import AwsCompute
 
 if TYPE_CHECKING:
     from botocore.model import ServiceModel

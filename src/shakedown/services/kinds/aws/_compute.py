@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import FaultError, TopologyError, did_you_mean
-from ..process import Spawned
-from ..topology.specs.aws import AwsSpec
+from ....errors import FaultError, TopologyError, did_you_mean
+from ....process import Spawned
+from ....topology.specs.aws import AwsSpec
 
 if TYPE_CHECKING:
-    from ..history import History
-    from ._base import ServiceContext
+    from ....history import History
+    from ..._base import ServiceContext
 
 LAMBDA_ROLE = "lambda:"
 
