@@ -37,7 +37,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import repeat, timed, verdict
 from shakedown.environment import Environment
 
-TARGET_SECONDS = 0.350
+TARGET_RATIO = 1.29
+"""aws.ready <= 1.29x the floor measured in the same run (the issue's 350 ms target over the
+272 ms floor measured when it was set: the ratio is what carries over to another machine)."""
 MINIMAL = """
     [services.aws]
     kind = "aws"
@@ -163,15 +165,12 @@ def main() -> None:
     cpu = [repeat(f"server CPU time to ready: {name}", args.runs, iter(CPU[name]).__next__)
            for name in ("floor", "minimal", "typical")]
     print()
-    print(verdict("aws.ready minimal, median (s)", minimal_ready, TARGET_SECONDS))
-    print(verdict("aws.ready typical, median (s)", typical_ready, TARGET_SECONDS))
-    print(f"{'ratio to the 350 ms target: minimal / typical':<58} "
-          f"{minimal_ready / TARGET_SECONDS:8.2f} / {typical_ready / TARGET_SECONDS:.2f}")
-    print(f"{'ratio to the floor measured here: minimal / typical':<58} "
-          f"{minimal_ready / floor:8.2f} / {typical_ready / floor:.2f}")
+    print(verdict("aws.ready minimal / floor of this run (x)", minimal_ready / floor,
+                  TARGET_RATIO))
+    print(verdict("aws.ready typical / floor of this run (x)", typical_ready / floor,
+                  TARGET_RATIO))
     print(f"{'CPU time ratio to the floor: minimal / typical':<58} "
           f"{cpu[1].median / cpu[0].median:8.2f} / {cpu[2].median / cpu[0].median:.2f}")
-    print(f"{'floor here vs the 272 ms floor of the issue':<58} {floor / 0.272:8.2f}")
 
 
 if __name__ == "__main__":

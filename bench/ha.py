@@ -147,9 +147,10 @@ def one_run(directory: Path, config: Config, index: int) -> Run:
         env.down()
 
 
-def failover(env: Environment, ttl: int) -> tuple[float, float]:
-    """SIGKILL the leader member; seconds until a new primary exists and until a write
-    through HAProxy's primary port succeeds."""
+def failover(env: Environment, ttl: int) -> tuple[float, float | None]:
+    """SIGKILL the leader member; seconds until a write through HAProxy's primary port
+    succeeds, and until a new primary was seen (None when the watcher saw none: then HAProxy's
+    routing after the promotion was not measured, and is never reported as met)."""
     db, lb = env["db"], env["lb"]
     assert isinstance(db, PatroniService) and isinstance(lb, HAProxyService)
     with psycopg.connect(lb.primary_url, autocommit=True) as conn:
@@ -199,7 +200,7 @@ def failover(env: Environment, ttl: int) -> tuple[float, float]:
             time.sleep(0.01)
     watcher.join(timeout=5)
     stop.set()
-    return written - killed, (promoted[0] if promoted else written) - killed
+    return written - killed, (promoted[0] - killed) if promoted else None
 
 
 def _has_table(url: str) -> bool:
@@ -216,6 +217,8 @@ def wait_for(check: Callable[[], bool], timeout: float) -> None:
 
 
 def stats(values: list[float]) -> str:
+    if not values:
+        return "not measured"
     return (f"min {min(values):6.2f}  median {statistics.median(values):6.2f}  "
             f"max {max(values):6.2f}")
 
@@ -223,6 +226,8 @@ def stats(values: list[float]) -> str:
 def describe(run: Run) -> str:
     parts = " + ".join(f"{k.removesuffix('.ready')} {v:.2f}" for k, v in run.services.items())
     text = f"ready {run.ready:5.2f}s ({parts})"
+    if run.failover is not None and run.promotion is None:
+        text += f"  failover {run.failover:5.2f}s (no promotion seen: routing not measured)"
     if run.failover is not None and run.promotion is not None and run.routing is not None:
         text += (f"  failover {run.failover:5.2f}s (promotion {run.promotion:5.2f}s, "
                  f"HAProxy routing {run.routing:+.2f}s)")
@@ -249,12 +254,17 @@ def report(results: list[Result]) -> list[str]:
         checks = [("cluster ready <= 4 s", max(result.values("ready")), READY_TARGET)]
         if config.failover:
             ttl = config.timing["ttl"]
-            checks += [
-                (f"failover <= ttl + 2 s = {ttl + 2} s", max(result.values("failover")),
-                 ttl + 2.0),
-                ("HAProxy routing <= 1 s after promotion", max(result.values("routing")),
-                 ROUTING_TARGET),
-            ]
+            checks.append((f"failover <= ttl + 2 s = {ttl + 2} s",
+                           max(result.values("failover")), ttl + 2.0))
+            unseen = sum(1 for run in result.runs if run.promotion is None)
+            if unseen:  # a routing time needs the promotion it is measured from
+                label = "HAProxy routing <= 1 s after promotion"
+                print(f"  target {label}: NOT MEASURED (no promotion seen in {unseen} of "
+                      f"{len(result.runs)} runs) -> MISSED")
+                missed.append(label)
+            else:
+                checks.append(("HAProxy routing <= 1 s after promotion",
+                               max(result.values("routing")), ROUTING_TARGET))
         for label, worst, target in checks:
             verdict = "met" if worst <= target else "MISSED"
             print(f"  target {label}: worst {worst:.2f} s ({worst / target:.0%} of the target)"

@@ -1,33 +1,14 @@
-"""Shared fixtures: every test gets a private runtime root (so reapers of concurrent runs never
-meet), and fails if any process tagged for that root outlives it."""
+"""Shared fixtures of tests/. The leak guard, the ``runtime_root`` fixture (a private runtime
+root) and pytester come from the repository-root conftest.py, for examples/ too."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import textwrap
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from shakedown.process import kill_tagged, tagged_processes
-
-pytest_plugins = ["pytester"]
-
-
-@pytest.fixture(autouse=True)
-def runtime_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    root = Path("/dev/shm") / f"shakedown-test-{uuid.uuid4().hex[:8]}"
-    root.mkdir(mode=0o755)
-    monkeypatch.setenv("SHAKEDOWN_RUNTIME_DIR", str(root))
-    yield root
-    leaked = tagged_processes(root=root)
-    for env_id in set(leaked.values()):
-        kill_tagged(env_id)
-    shutil.rmtree(root, ignore_errors=True)
-    assert not leaked, f"processes leaked by the test: {leaked}"
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ fault rules (errors as boto3 sees them, with and without retries; latency), bad 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from shakedown.environment import Environment
 from shakedown.errors import FaultError, TopologyError
-from shakedown.process import kill_tagged, tagged_processes
+from shakedown.process import tagged_processes
 from shakedown.services import AwsFaultable, AwsService, Killable
 from shakedown.topology import load_topology
 
@@ -50,26 +48,12 @@ TOPOLOGY = """
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
-    """One aws environment for the tests that only talk to it (its own runtime root, checked
-    for leftovers at the end of the module)."""
-    root = Path("/dev/shm") / f"shakedown-test-{uuid.uuid4().hex[:8]}"
-    root.mkdir(mode=0o755)
+    """One aws environment for the tests that only talk to it (the leak guard checks that it
+    is gone at the end of the module)."""
     path = tmp_path_factory.mktemp("aws") / "shakedown.toml"
     path.write_text(textwrap.dedent(TOPOLOGY))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SHAKEDOWN_RUNTIME_DIR", str(root))
-        env = Environment.from_file(path).up()
-    try:
+    with Environment.from_file(path) as env:
         yield env
-    finally:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("SHAKEDOWN_RUNTIME_DIR", str(root))
-            env.down()
-            leaked = tagged_processes(root=root)
-            for env_id in set(leaked.values()):
-                kill_tagged(env_id)
-        shutil.rmtree(root, ignore_errors=True)
-        assert not leaked, f"processes leaked: {leaked}"
 
 
 @pytest.fixture
@@ -247,11 +231,15 @@ def test_latency_rule_delays_only_the_chosen_operation(aws: AwsService) -> None:
 
     rule = aws.add_latency_rule("dynamodb", "GetItem", ms=300)
     slow = took(lambda: dynamodb.get_item(TableName="jobs", Key={"id": {"S": "1"}}))
-    fast = took(lambda: dynamodb.put_item(TableName="jobs", Item={"id": {"S": "1"}}))
-    assert 0.3 <= slow < 1.0, slow
-    assert fast < 0.2, fast
+    assert slow >= 0.3, slow
+    # Other operations, and GetItem once the rule is gone, are not delayed: shorter than the
+    # 300 ms the rule adds (best of 3; a loaded machine may slow one call).
+    assert min(took(lambda: dynamodb.put_item(TableName="jobs", Item={"id": {"S": "1"}}))
+               for _ in range(3)) < 0.3
+    assert [r["hits"] for r in aws.rules()] == [1], "the rule delayed GetItem only"
     aws.remove_rule(rule)
-    assert took(lambda: dynamodb.get_item(TableName="jobs", Key={"id": {"S": "1"}})) < 0.2
+    assert min(took(lambda: dynamodb.get_item(TableName="jobs", Key={"id": {"S": "1"}}))
+               for _ in range(3)) < 0.3
     assert aws.rules() == []
 
 
@@ -336,7 +324,8 @@ def test_references_env_and_restart(write_topology: Callable[..., Path]) -> None
         assert aws.client("dynamodb").scan(TableName="things")["Items"] == []
         pid = aws.pids[0]
         began = time.monotonic()
-    assert time.monotonic() - began < 3  # SIGTERM stops the server promptly
+    # SIGTERM stops the server: before its stop_timeout (10 s), after which SIGKILL would.
+    assert time.monotonic() - began < env.topology.services["aws"].stop_timeout
     assert not tagged_processes(env.env_id) and pid not in tagged_processes()
 
 

@@ -38,6 +38,12 @@ def dynamodb(env: Environment, retries: int) -> object:
         config=Config(retries={"max_attempts": retries, "mode": "standard"}))
 
 
+def timed(action: Callable[[], object]) -> float:
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began
+
+
 def test_aws_error_latency_heal_and_fault_log(write_topology: Callable[..., Path]) -> None:
     with Environment.from_file(write_topology(TOPOLOGY)) as env:
         client = dynamodb(env, retries=1)
@@ -57,9 +63,9 @@ def test_aws_error_latency_heal_and_fault_log(write_topology: Callable[..., Path
         client.get_item(TableName="jobs", Key=item)  # type: ignore[attr-defined]
         assert time.perf_counter() - began >= 0.3
         env.faults.heal()
-        began = time.perf_counter()
-        client.get_item(TableName="jobs", Key=item)  # type: ignore[attr-defined]
-        assert time.perf_counter() - began < 0.3
+        # Healed: a call shorter than the 300 ms the rule added (best of 3) is not delayed.
+        assert min(timed(lambda: client.get_item(TableName="jobs", Key=item))  # type: ignore[attr-defined]
+                   for _ in range(3)) < 0.3
 
         ops = [json.loads(line) for line in
                (env.state_dir / "history.jsonl").read_text().splitlines()]

@@ -24,6 +24,7 @@ from shakedown.services import (
     PgBouncerService,
 )
 from shakedown.topology import load_topology
+from shakedown.waits import eventually
 
 CLUSTER = """
     [services.dcs]
@@ -44,17 +45,13 @@ SCHEMA = "CREATE TABLE t (id int primary key, v text);\n"
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:  # the thing being waited for is not there yet
-            last = exc
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not within {timeout}s (last error: {last})")
+    """``check()``'s value once truthy; ``timeout`` is a hang bound (scaled)."""
+    return eventually(check, timeout=timeout, interval=0.02, description=what)
+
+
+def service_user_name() -> str:
+    """Who servers run as: ``shakedown`` when the tests run as root, else the tests' user."""
+    return "shakedown" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
 
 
 def write_through(url: str, row: int) -> bool:
@@ -84,10 +81,9 @@ def test_etcd_single_member_is_healthy_and_stores_keys(
             client.put("/greeting", "hello")
             assert client.get("/greeting") == "hello"
             assert client.get("/missing") is None
-        if os.geteuid() == 0:
-            owner = os.stat(f"/proc/{dcs.pids[0]}").st_uid
-            assert pwd.getpwuid(owner).pw_name == "shakedown"
-        assert (env.measurements()["dcs.ready"]) < 5
+        owner = os.stat(f"/proc/{dcs.pids[0]}").st_uid
+        assert pwd.getpwuid(owner).pw_name == service_user_name()
+        assert env.measurements()["dcs.ready"] > 0  # how fast: bench/ha.py
 
 
 def test_etcd_three_members_keep_quorum_when_one_dies(
@@ -173,10 +169,7 @@ def test_patroni_cluster_behind_haproxy_routes_and_survives_postgres_crash(
         db.kill(f"postgres{leader.index}")
         assert db.postmaster_pid(leader.index) != old_pid
         assert f"patroni{leader.index}" in [p.role for p in db.processes if p.alive()]
-        began = time.monotonic()
         wait_until(lambda: write_through(lb.primary_url, 2), 15, "write after postgres crash")
-        recovered = time.monotonic() - began
-        assert recovered < 15
         assert count_through(lb.primary_url) == 2
 
 
@@ -199,20 +192,18 @@ def test_patroni_fails_over_when_the_leader_member_is_killed(
         member_processes = dict(db.iter_member_processes())[old]
         assert {p.role for p in member_processes} == {f"patroni{old.index}",
                                                      f"postgres{old.index}"}
-        killed = time.monotonic()
         db.kill(old.name)  # SIGKILL Patroni and its postgres
         for proc in member_processes:
             assert not group_members(proc.pgid), f"{proc.role} left processes behind"
         assert db.postmaster_pid(old.index) is None
         assert not db._stray_postmasters(old.index)
 
+        # How fast a failover is (ttl + 2 s): bench/ha.py; here only a hang bound.
         wait_until(lambda: write_through(lb.primary_url, 1000), db.spec.ttl + 10,
                    "a write through HAProxy after the leader's crash")
-        failover = time.monotonic() - killed
         new = db.leader()
         assert new is not None and new.name != old.name
         assert new.name == sync[0], "only the synchronous standby may take over"
-        assert failover < db.spec.ttl + 5, f"failover took {failover:.1f}s"
         assert count_through(lb.primary_url) == 51, "an acknowledged write was lost"
 
         # Heal: the killed member comes back and rejoins as a streaming replica.
@@ -224,7 +215,6 @@ def test_patroni_fails_over_when_the_leader_member_is_killed(
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
         wait_until(lambda: count_through(old.url) == 51, 10,
                    "the old leader replays the new leader's WAL")
-    print(f"failover after a leader crash: {failover:.2f}s (ttl {db.spec.ttl})")
 
 
 def test_haproxy_reaches_members_through_links_a_partition_cuts(
@@ -346,9 +336,8 @@ def test_pgbouncer_in_front_of_postgres(
             assert ("auth_type", auth_type) in {(r[0], r[1]) for r in pools}
         with pytest.raises(psycopg.OperationalError):
             psycopg.connect(pool.url.replace(pool.password, "wrong"), connect_timeout=2)
-        if os.geteuid() == 0:
-            owner = os.stat(f"/proc/{pool.pids[0]}").st_uid
-            assert pwd.getpwuid(owner).pw_name == "shakedown"
+        owner = os.stat(f"/proc/{pool.pids[0]}").st_uid
+        assert pwd.getpwuid(owner).pw_name == service_user_name()
 
 
 # -- bad input -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ init = ["schema.sql"]
 
 [targets]
 "db.ready" = "< 30s"
-"quick" = "< 50ms"
+"quick" = "< 500ms"
 """
 SCHEMA = "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items VALUES (1), (2);\n"
 
@@ -118,17 +118,18 @@ def test_missed_target_fails_the_test_that_measured_it(project: pytest.Pytester)
         import time
         def test_slow(shakedown_env):
             with shakedown_env.measure("quick"):
-                time.sleep(0.12)
+                time.sleep(0.6)  # over the target whatever the machine: a miss
         def test_fast(shakedown_env):
             with shakedown_env.measure("quick"):
                 pass
         """)
     result = project.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["shakedown: target missed: quick = 1?? ms, "
-                                 "target < 50ms", "*quick < 50ms: worst 1?? ms, MISSED 1 of 2*"])
+    # The figures themselves are the machine's; the test checks what is said about them.
+    result.stdout.fnmatch_lines(["shakedown: target missed: quick = * ms, target < 500ms",
+                                 "*quick < 500ms: worst * ms, MISSED 1 of 2*"])
     tests = {t["nodeid"]: t for t in results_of(project)["tests"]}
-    assert tests["test_targets.py::test_slow"]["measurements"]["quick"] >= 0.12
+    assert tests["test_targets.py::test_slow"]["measurements"]["quick"] >= 0.6
     assert tests["test_targets.py::test_slow"]["outcome"] == "failed"
     assert tests["test_targets.py::test_fast"]["outcome"] == "passed"
     assert "db.ready" in tests["test_targets.py::test_slow"]["measurements"]
@@ -208,7 +209,7 @@ def test_results_json_and_junit_properties(project: pytest.Pytester) -> None:
     (service,) = environment["services"]
     assert service["version"].startswith("PostgreSQL 15")
     assert "***" in service["url"] and service["ready_s"] > 0
-    assert data["targets"] == {"db.ready": "< 30s", "quick": "< 50ms"}
+    assert data["targets"] == {"db.ready": "< 30s", "quick": "< 500ms"}
     junit = (project.path / "junit.xml").read_text()
     assert 'name="shakedown.measure.quick"' in junit
     assert 'name="shakedown.measure.db.ready"' in junit
@@ -300,10 +301,13 @@ def test_readme_example_runs(tmp_path: Path) -> None:
     for name, content in (("schema.sql", SCHEMA),):
         (tmp_path / name).write_text(content)
     (tmp_path / "test_example.py").write_text(test)
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "--shakedown-strict"],
                             cwd=tmp_path, capture_output=True, text=True, check=False,
                             env=os.environ.copy())
     assert result.returncode == 0, result.stdout + result.stderr
+    # A skip also exits 0: the example must have run, and passed.
+    assert re.search(r"^1 passed in ", result.stdout, re.M), result.stdout
 
 
 def test_file_from_the_command_line_and_the_ini(pytester: pytest.Pytester) -> None:

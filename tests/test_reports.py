@@ -12,7 +12,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,27 +35,34 @@ TOPOLOGY = """
 kind = "postgres"
 
 [targets]
-"write" = "< 10s"
+"write" = "< 60s"
 """
 
 SUITE = """
-import time
 import pytest
+from shakedown import eventually
 from shakedown.workloads import Runner
 from shakedown.workloads.postgres import append
 
 
 def test_workload_with_fault(shakedown_env):
-    url = shakedown_env["db"].url
+    url, history = shakedown_env["db"].url, shakedown_env.history
     append.setup(url)
     runner = Runner(append.WORKLOAD.clients(url), append.generator(rate=60), concurrency=2,
-                    history=shakedown_env.history)
+                    history=history)
+
+    def completed(since, ok):
+        return sum(1 for op in history.ops() if op.process != "nemesis" and op.time > since
+                   and op.type != "invoke" and (op.type == "ok") == ok)
+
     with runner:
-        time.sleep(0.4)
+        eventually(lambda: completed(0.0, ok=True) >= 15, timeout=20)
+        killed = history.now()
         shakedown_env.faults.kill("db")
-        time.sleep(0.4)
+        eventually(lambda: completed(killed, ok=False) >= 10, timeout=20)
+        healed = history.now()
         shakedown_env.faults.heal()
-        time.sleep(0.4)
+        eventually(lambda: completed(healed, ok=True) >= 15, timeout=20)
     with shakedown_env.measure("write"):
         append.setup(url)
 
@@ -115,19 +121,12 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
     project = tmp_path_factory.mktemp("reported")
     (project / "shakedown.toml").write_text(TOPOLOGY)
     (project / "test_suite.py").write_text(SUITE)
-    root = Path("/dev/shm") / f"shakedown-test-{uuid.uuid4().hex[:8]}"
-    root.mkdir(mode=0o755)
-    env = {**os.environ, "SHAKEDOWN_RUNTIME_DIR": str(root)}
-    result = run_pytest(project, "--junitxml=junit.xml", "-rA", env=env)
-    try:
-        assert "1 failed, 1 passed, 1 skipped, 1 xfailed, 1 error" in result.stdout, \
-            result.stdout + result.stderr
-        assert not tagged_processes(root=root)
-        yield Stored(project, result)
-    finally:
-        import shutil
-
-        shutil.rmtree(root, ignore_errors=True)
+    result = run_pytest(project, "--junitxml=junit.xml", "-rA")
+    assert "1 failed, 1 passed, 1 skipped, 1 xfailed, 1 error" in result.stdout, \
+        result.stdout + result.stderr
+    # The run's environments live in this run's runtime root, which the leak guard checks.
+    assert not tagged_processes(root=Path(os.environ["SHAKEDOWN_RUNTIME_DIR"]))
+    yield Stored(project, result)
 
 
 # -- the report of a real run ------------------------------------------------------------------
@@ -171,7 +170,7 @@ def test_a_failed_test_shows_its_failure_and_service_log_tail(stored: Stored) ->
 def test_measurements_are_shown_against_their_targets(stored: Stored) -> None:
     block = stored.html.split(f'data-nodeid="{WORKLOAD_TEST}"')[1].split("</article>")[0]
     row = re.search(r"<tr><td>write</td>.*?</tr>", block)
-    assert row and "&lt; 10s" in row.group(0) and 'class="good">met<' in row.group(0)
+    assert row and "&lt; 60s" in row.group(0) and 'class="good">met<' in row.group(0)
     assert "<td>db.ready</td>" in block  # the first test carries the environment's ready time
 
 
@@ -183,7 +182,8 @@ def test_the_timeline_has_operations_and_the_fault_interval(stored: Stored) -> N
     assert counts["fail"] + counts["info"] > 0, "operations failed while the database was down"
     (fault,) = timeline.faults
     assert (fault.kind, fault.target, fault.open) == ("kill", "db", False)
-    assert 0.3 < fault.start < fault.end < timeline.duration
+    first_ok = min(op.end for op in timeline.ops if op.outcome == "ok" and op.end is not None)
+    assert first_ok < fault.start < fault.end < timeline.duration  # writes before the fault
     during = [op for op in timeline.ops if op.end is not None
               and fault.start + 0.05 < op.end < fault.end - 0.05]
     assert during and all(op.outcome != "ok" for op in during), "no write succeeds while down"
@@ -222,22 +222,17 @@ def test_the_report_renders_in_chromium(stored: Stored, tmp_path: Path) -> None:
 
 
 def chromium_or_skip() -> None:
-    """Honest results: without Chromium the browser check is a skip locally, a failure in CI."""
-    if find_chromium() is not None:
-        return
-    message = f"chromium is not installed; install it with: {INSTALL}"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI=true: {message}")
-    pytest.skip(message)
+    """Without Chromium the browser check cannot run: a skip with the install command, which
+    strict mode (this repository's default, tests/strict_mode.py) turns into a failure."""
+    if find_chromium() is None:
+        pytest.skip(f"chromium is not installed; install it with: {INSTALL}")
 
 
-@pytest.mark.parametrize("ci", ["", "true"])
-def test_a_missing_chromium_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch,
-                                                           ci: str) -> None:
+def test_a_missing_chromium_is_a_skip_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("SHAKEDOWN_CHROMIUM", "/nonexistent/chromium")
-    monkeypatch.setenv("CI", ci)
-    expected = pytest.fail.Exception if ci else pytest.skip.Exception
-    with pytest.raises(expected, match="apt-get install -y chromium"):
+    with pytest.raises(pytest.skip.Exception, match="apt-get install -y chromium"):
         chromium_or_skip()
 
 
@@ -296,7 +291,7 @@ def test_a_slower_run_is_flagged_and_fails_with_the_option(tmp_path: Path) -> No
     failing = run_pytest(tmp_path, "--shakedown-fail-on-regression", env=slow)
     assert failing.returncode == 1, failing.stdout
     assert "1 passed" in failing.stdout  # the test passed; the run fails on the regression
-    assert re.search(r"REGRESSION test_step\.py::test_step: step = 2\d\d\.\d ms, \d+% slower "
+    assert re.search(r"REGRESSION test_step\.py::test_step: step = \d{3,}\.\d ms, \d+% slower "
                      r"than the median 52\.0 ms of the last 5 comparable runs \(threshold 25%\)",
                      failing.stdout), failing.stdout
     assert "regressions (FAILED;" in failing.stdout

@@ -16,6 +16,7 @@ import redis
 from shakedown.environment import Environment
 from shakedown.process import group_members
 from shakedown.services import PostgresService, RedisService
+from shakedown.waits import eventually
 
 
 def test_postgres_starts_answers_and_stops(write_topology: Callable[..., Path]) -> None:
@@ -49,12 +50,13 @@ def test_postgres_starts_answers_and_stops(write_topology: Callable[..., Path]) 
     assert not group_members(pids[0]), "postgres must be stopped by down"
 
 
-def test_postgres_runs_as_unprivileged_user_when_root(write_topology: Callable[..., Path]) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("only meaningful when the tests run as root")
+def test_postgres_runs_as_the_service_user(write_topology: Callable[..., Path]) -> None:
+    """As root, servers run as the unprivileged user ``shakedown`` (PostgreSQL refuses root);
+    otherwise as the user running the tests."""
+    expected = "shakedown" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
     with Environment.from_file(write_topology('[services.db]\nkind = "postgres"\n')) as env:
         owner = os.stat(f"/proc/{env['db'].pids[0]}").st_uid
-        assert pwd.getpwuid(owner).pw_name == "shakedown"
+        assert pwd.getpwuid(owner).pw_name == expected
         data = env["db"].ctx.data_dir / "pgdata"  # type: ignore[attr-defined]
         assert data.stat().st_uid == owner and (data.stat().st_mode & 0o777) == 0o700
 
@@ -86,11 +88,9 @@ def test_replica_streams_rows_written_on_primary(write_topology: Callable[..., P
             conn.execute("INSERT INTO t SELECT generate_series(2, 1000)")
             state = conn.execute("SELECT state FROM pg_stat_replication").fetchone()
             assert state == ("streaming",)
-        deadline = time.monotonic() + 10
         with psycopg.connect(replica.url, autocommit=True) as conn:
-            while conn.execute("SELECT count(*) FROM t").fetchone() != (1000,):
-                assert time.monotonic() < deadline, "replica never received the rows"
-                time.sleep(0.01)
+            eventually(lambda: conn.execute("SELECT count(*) FROM t").fetchone() == (1000,),
+                       timeout=10, interval=0.01, description="the replica has the rows")
             with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
                 conn.execute("INSERT INTO t VALUES (5000)")
 
@@ -120,60 +120,93 @@ def test_redis_persistence_on(write_topology: Callable[..., Path]) -> None:
 
 
 APP = '''
-import http.server, os, sys
+import http.server, os, pathlib, sys, threading, time
+# Answers 503 until warm (0.5 s after it listens), then 200 with what it was given; "late"
+# binds only once warm. Each readiness strategy must wait for warm: one that did not (or TCP in
+# place of another) would return while /health still answers 503 or nothing listens.
+warm = threading.Event()
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = (os.environ.get("DATABASE_URL", "") + "|" + " ".join(sys.argv[1:])).encode()
-        self.send_response(200 if self.path == "/health" else 404)
+        self.send_response((200 if self.path == "/health" else 404) if warm.is_set() else 503)
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, *args):
         pass
+def warm_up():
+    time.sleep(0.5)
+    pathlib.Path("warm.flag").write_text("warm")
+    warm.set()
+    print("warmed up", flush=True)
+late = "late" in sys.argv
+if late:
+    warm_up()
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
 print("listening", flush=True)
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+if not late:
+    threading.Thread(target=warm_up).start()
+server.serve_forever()
 '''
 
 
-@pytest.mark.parametrize("ready", [
-    '{ http = "/health" }',
-    '{ tcp = true }',
-    '{ log = "^listening" }',
-    '{ command = ["python3", "-c", "import socket; socket.create_connection((\'127.0.0.1\', {port}))"] }',  # noqa: E501
+@pytest.mark.parametrize(("ready", "mode"), [
+    ('{ http = "/health" }', "early"),
+    ('{ tcp = true }', "late"),
+    ('{ log = "warmed up" }', "early"),
+    ('{ command = ["python3", "-c", "import os, sys; sys.exit(not os.path.exists(\'warm.flag\'))"] }', "early"),  # noqa: E501
 ])
 def test_process_kind_readiness_and_references(
-    write_topology: Callable[..., Path], ready: str
+    write_topology: Callable[..., Path], ready: str, mode: str
 ) -> None:
     path = write_topology(f"""
         [services.db]
         kind = "postgres"
         [services.api]
         kind = "process"
-        command = ["python3", "app.py", "{{port}}", "--db-port", "{{db.port}}"]
+        command = ["python3", "app.py", "{{port}}", "--db-port", "{{db.port}}", "{mode}"]
         env = {{ DATABASE_URL = "{{db.url}}" }}
         ready = {ready}
         """, app__py=APP)
     with Environment.from_file(path) as env:
         api, db = env["api"], env["db"]
-        body = httpx.get(f"{api.url}/health", timeout=5).text
-        assert body == f"{db.url}|{api.port} --db-port {db.port}"
+        # At once, no retry: ready means warm, whichever strategy said so.
+        response = httpx.get(f"{api.url}/health", timeout=5)
+        assert response.status_code == 200, f"{ready}: up returned before the app was warm"
+        assert response.text == f"{db.url}|{api.port} --db-port {db.port} {mode}"
         assert env.topology.start_order() == ["db", "api"]
 
 
-def test_process_stop_signal_and_timeout(write_topology: Callable[..., Path]) -> None:
-    # A process that ignores SIGTERM is killed after stop_timeout.
-    path = write_topology("""
+STUBBORN = ("import signal, socket, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); "
+            "print('up', flush=True); time.sleep(120)")
+# Says which signal stopped it; SIGTERM is ignored, so only SIGINT ends it before its 30 s
+# stop_timeout (and the SIGKILL after it).
+POLITE = ("import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+          "signal.signal(signal.SIGINT, lambda *a: (pathlib.Path(sys.argv[1]).write_text("
+          "'SIGINT'), sys.exit(0))); print('up', flush=True); time.sleep(120)")
+
+
+def test_process_stop_signal_and_timeout(write_topology: Callable[..., Path],
+                                         tmp_path: Path) -> None:
+    marker = tmp_path / "stopped-by"
+    path = write_topology(f"""
         [services.stubborn]
         kind = "process"
-        command = ["python3", "-c", "import signal, socket, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen(); print('up', flush=True); time.sleep(60)"]
-        ready = { log = "up" }
+        command = ["python3", "-c", "{STUBBORN}"]
+        ready = {{ log = "up" }}
         stop_timeout = "300ms"
         [services.polite]
         kind = "process"
-        command = ["python3", "-c", "import signal, sys, time; signal.signal(signal.SIGINT, lambda *a: sys.exit(0)); print('up', flush=True); time.sleep(60)"]
-        ready = { log = "up" }
+        command = ["python3", "-c", "{POLITE}", "{marker}"]
+        ready = {{ log = "up" }}
         stop_signal = "SIGINT"
-        """)  # noqa: E501
+        stop_timeout = "30s"
+        """)
     env = Environment.from_file(path).up()
     began = time.monotonic()
     env.down()
-    assert 0.3 <= time.monotonic() - began < 5
+    elapsed = time.monotonic() - began
+    assert marker.read_text() == "SIGINT", "the polite process was not stopped by SIGINT"
+    # The stubborn one ignores SIGTERM: killed after its 300 ms stop_timeout, not after the
+    # default 10 s (nor the polite one's 30 s, had SIGINT not stopped it).
+    assert 0.3 <= elapsed < 10, elapsed

@@ -48,6 +48,11 @@ def first_write_after(url, since):
     return time.monotonic() - since
 
 
+def acknowledged(history, since=0.0):
+    """Writes acknowledged (``ok``) in ``history`` after ``since`` (history time)."""
+    return sum(1 for op in history.ops() if op.type == "ok" and op.f == "add" and op.time > since)
+
+
 def test_one_leader_and_two_streaming_replicas(shakedown_env):
     cluster = shakedown_env["db"]
     leader = cluster.leader()
@@ -77,9 +82,10 @@ def test_lag_under_write_load_stays_under_5s(shakedown_env):
     cluster, lb, history = shakedown_env["db"], shakedown_env["lb"], shakedown_env.history
     with LagSampler(lambda: leader_url(cluster), history) as lag, \
             writes(lb.primary_url, history, rate=300) as runner:
-        time.sleep(4)
+        # Under load until the sampler has seen enough of it (not a fixed time).
+        eventually(lambda: lag.samples >= 8 and acknowledged(history) >= 300, timeout=60)
         runner.stop()
-    assert lag.samples >= 5
+    assert lag.samples >= 8
     result = replication_lag(history, bound_s=5.0)
     assert result.validity == "valid", result.explanation
     assert runner.join().completions.get("ok", 0) > 100
@@ -90,17 +96,19 @@ def test_leader_crash_fails_over_without_losing_acknowledged_writes(shakedown_en
     start = len(log)  # this test's part of the environment's history (for the report too)
     old = cluster.leader()
     with RoleSampler(members(cluster), log), writes(lb.primary_url, log) as runner:
-        time.sleep(1.5)
+        eventually(lambda: acknowledged(log) >= 100, timeout=30)  # writes before the crash
         killed_at = time.monotonic()
         shakedown_env.faults.kill("db", process=old.name)
-        new = cluster.wait_leader(timeout=60, exclude=old.name)
+        cluster.wait_leader(timeout=60, exclude=old.name)  # another member leads
         promoted_at = time.monotonic()
         shakedown_env.record("failover", first_write_after(lb.primary_url, killed_at))
         shakedown_env.record("haproxy.reroute", first_write_after(lb.primary_url, promoted_at))
-        time.sleep(1.0)
+        since = log.now()
+        eventually(lambda: acknowledged(log, since) >= 50, timeout=30)  # on the new leader
         runner.stop()
-    assert new.name != old.name
-    shakedown_env.faults.heal()  # the old leader comes back as a replica
+    shakedown_env.faults.heal()
+    eventually(lambda: old.name in {m.name for m in cluster.replicas()}, timeout=60,
+               description="the old leader comes back as a replica")
     final = append.final_read(lb.primary_url)
     record_final(log, "final-read", sorted(final))
     history = History(ops=[op for op in log.ops() if op.index >= start])
@@ -176,8 +184,11 @@ def test_leader_cut_from_etcd_demotes_and_never_two_primaries(shakedown_env):
 
         eventually(old_is_replica, timeout=60)
         shakedown_env.faults.heal()
-        time.sleep(1)
-    assert new.name != old.name
+        healed = history.now()
+        eventually(lambda: sum(1 for op in history.ops() if op.f == "roles"
+                               and op.time > healed) >= 5, timeout=30,
+                   description="roles sampled after the heal")
+    assert new.name in members(cluster)
     result = single_leader(history)
     assert result.validity == "valid", result.explanation
     assert sum(1 for op in history.ops() if op.f == "roles") > 20

@@ -3,20 +3,25 @@ the toxic pipeline: bytes must arrive exact, in order, whatever happens to the t
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import os
 import random
 import shutil
 import socket
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from netproxy_support import Handler, TcpServer, free_port, recv_all, recv_exact, round_trip
+import redis
+from netproxy_support import Handler, TcpServer, free_port, recv_all, recv_exact
 
 from shakedown.netproxy import ProxyControl
+from shakedown.waits import eventually
 
 Connect = Callable[[int], socket.socket]
 MakeProxy = Callable[[int], tuple[str, int]]
@@ -118,8 +123,8 @@ def test_toxics_switched_on_and_off_under_load_keep_the_stream_exact(
 @pytest.fixture
 def redis_port() -> Iterator[int]:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not os.path.exists(binary):
-        pytest.skip("redis-server is not installed")
+    if not os.path.exists(binary):  # a failure under strict mode (tests/strict_mode.py)
+        pytest.skip("redis-server is not installed: apt-get install -y redis-server")
     port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -148,7 +153,6 @@ def redis_port() -> Iterator[int]:
 def test_real_redis_through_the_proxy(
     redis_port: int, make_proxy: MakeProxy, control: ProxyControl
 ) -> None:
-    redis = pytest.importorskip("redis")
     name, port = make_proxy(redis_port)
     client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
     try:
@@ -177,13 +181,6 @@ def test_unreachable_upstream_ends_the_client_connection(
         connect(port).recv(10)
 
 
-def test_round_trip_without_toxics_is_fast(echo_proxy: tuple[str, int], connect: Connect) -> None:
-    """A sanity bound, not a speed target: an idle proxy adds no timer-sized delay."""
-    sock = connect(echo_proxy[1])
-    assert min(round_trip(sock) for _ in range(20)) < 0.005
-
-
-
 def test_switching_while_the_reader_is_stalled_keeps_the_stream_exact(
     make_server: Callable[[Handler], TcpServer],
     make_proxy: MakeProxy,
@@ -203,11 +200,32 @@ def test_switching_while_the_reader_is_stalled_keeps_the_stream_exact(
 
     name, port = make_proxy(make_server(send_payload).port)
     sock = connect(port)
-    time.sleep(0.2)  # buffers fill up; the proxy stops on a full client socket
+    wait_stalled(sock)  # buffers full: the proxy stops on the full client socket
     toxic = control.add_toxic(name, "latency", latency_ms=1)
-    time.sleep(0.1)
+    wait_stalled(sock)
     head = recv_exact(sock, 1024 * 1024)  # the pipeline runs, then stalls again
-    time.sleep(0.1)
+    wait_stalled(sock)
     control.remove_toxic(name, toxic)  # removed while blocked on writing
-    time.sleep(0.1)
+    wait_stalled(sock)
     assert head + recv_all(sock) == payload
+
+
+def queued(sock: socket.socket) -> int:
+    """Bytes received by the kernel for ``sock`` and not read yet."""
+    buffer = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.FIONREAD, buffer)
+    return buffer[0]
+
+
+def wait_stalled(sock: socket.socket) -> None:
+    """Until the bytes queued for the client stop growing: the proxy is blocked on a full
+    socket (the condition itself, not a sleep that hopes for it)."""
+    last = [-1]
+
+    def stalled() -> bool:
+        now = queued(sock)
+        steady = now > 0 and now == last[0]
+        last[0] = now
+        return steady
+
+    eventually(stalled, timeout=10, interval=0.05, description="the proxy stalls")

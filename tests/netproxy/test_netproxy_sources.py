@@ -58,6 +58,11 @@ class Client:
         self.process.wait(5)
 
 
+def undelayed(client: Client, toxic_ms: float = 200) -> bool:
+    """The connection is not delayed by the toxic: a round trip (best of 2) shorter than it."""
+    return min(client.round_trip_ms() for _ in range(2)) < toxic_ms
+
+
 @pytest.fixture
 def clients() -> Iterator[list[Client]]:
     made: list[Client] = []
@@ -74,22 +79,23 @@ def test_a_toxic_with_sources_acts_on_those_connections_only(
     port = int(info["listen"].rsplit(":", 1)[1])
     db1, db2, unlabelled = (Client(port, "db1"), Client(port, "db2"), Client(port, None))
     clients += [db1, db2, unlabelled]
-    for client in clients:  # the connections are open before the toxic
-        assert client.round_trip_ms() < 50
+    for client in clients:  # the connections are open (and echo) before the toxic
+        client.round_trip_ms()
 
     control.add_toxic("shared", "latency", "downstream", name="slow", sources=["db1"],
                       latency_ms=200)
     assert control.toxics("shared")[0]["sources"] == ["db1"]
     assert db1.round_trip_ms() >= 200
-    assert db2.round_trip_ms() < 100
-    assert unlabelled.round_trip_ms() < 100, "a connection of unknown source is not db1"
+    # Not delayed: shorter than the toxic's 200 ms (best of 2).
+    assert undelayed(db2)
+    assert undelayed(unlabelled), "a connection of unknown source is not db1"
 
     late = Client(port, "db1")  # a new connection of the same source
     clients.append(late)
     assert late.round_trip_ms() >= 200
 
     control.remove_toxic("shared", "slow")
-    assert db1.round_trip_ms() < 100 and late.round_trip_ms() < 100
+    assert undelayed(db1) and undelayed(late)
 
 
 def test_a_toxic_without_sources_acts_on_every_connection(
@@ -113,4 +119,4 @@ def test_sources_on_a_proxy_that_does_not_identify_match_nothing(
     port = int(info["listen"].rsplit(":", 1)[1])
     clients.append(Client(port, "db1"))
     control.add_toxic("plain", "latency", "downstream", sources=["db1"], latency_ms=200)
-    assert clients[0].round_trip_ms() < 100
+    assert undelayed(clients[0])

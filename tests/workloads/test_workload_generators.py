@@ -2,6 +2,7 @@
 
 import time
 
+from bounds import hang_bound
 from shakedown.workloads import (
     Operation,
     each,
@@ -50,7 +51,7 @@ def test_time_limit_stops_after_the_time_from_the_first_draw() -> None:
     started = time.monotonic()
     drawn = sum(1 for _ in rate_limit(time_limit(repeat("r"), 0.3), 100))
     elapsed = time.monotonic() - started
-    assert 0.29 < elapsed < 1.0
+    assert 0.29 < elapsed < hang_bound(5.0)
     assert 10 <= drawn <= 31  # at most 100/s
 
 

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from bounds import hang_bound
 from shakedown.checkers import set_full
 from shakedown.history import History
+from shakedown.waits import eventually
 from shakedown.workloads import (
     Completion,
     DefiniteFailure,
@@ -23,6 +25,10 @@ from shakedown.workloads import (
     sequential,
     time_limit,
 )
+
+
+def count(history: History, kind: str) -> int:
+    return sum(1 for op in history.ops() if op.type == kind)
 
 
 class MemorySet:
@@ -122,7 +128,7 @@ def test_stops_at_the_time_limit() -> None:
         concurrency=2,
         time_limit=0.3,
     ).run()
-    assert 0.25 < time.monotonic() - started < 1.0
+    assert 0.25 < time.monotonic() - started < hang_bound(5.0)
     assert summary.stop_reason == "time limit"
     assert summary.operations > 10
     assert store.opened == store.closed == 2
@@ -133,10 +139,10 @@ def test_runs_in_the_background_until_stopped() -> None:
     with Runner(
         lambda n: MemoryClient(store), rate_limit(sequential("add"), 500), concurrency=3
     ) as runner:
-        time.sleep(0.2)
+        eventually(lambda: count(runner.history, "ok") >= 10, description="adds succeed")
         assert runner.running
         store.failure = IndeterminateFailure  # a fault injected meanwhile
-        time.sleep(0.1)
+        eventually(lambda: count(runner.history, "info") >= 3, description="adds fail")
     summary = runner.join()
     assert not runner.running
     assert summary.stop_reason == "stopped"
@@ -208,8 +214,7 @@ def test_join_times_out_on_a_stuck_client_and_the_history_shows_it() -> None:
             return "ok", value
 
     runner = Runner(lambda n: Stuck(MemorySet()), repeat("read")).start()
-    while not runner.history.ops():
-        time.sleep(0.01)
+    eventually(runner.history.ops, description="the first operation is invoked")
     runner.stop()
     try:
         with pytest.raises(TimeoutError, match="still running"):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psutil
 
+from ._sysv import remove_orphan_segments
+
 
 @dataclass
 class EnvRecord:
@@ -73,4 +75,5 @@ def all_records(root: Path) -> list[tuple[Path, EnvRecord]]:
 
 
 def remove_tree(path: Path) -> None:
+    remove_orphan_segments(path)  # a SIGKILLed postmaster's segment would outlive the tree
     shutil.rmtree(path, ignore_errors=True)

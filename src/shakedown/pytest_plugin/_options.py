@@ -62,8 +62,7 @@ class Settings:
 def settings_from(config: pytest.Config) -> Settings:
     rootdir = Path(config.rootpath)
     file = config.getoption("--shakedown-file") or config.getini("shakedown_file") or None
-    strict = bool(config.getoption("--shakedown-strict") or config.getini("shakedown_strict")
-                  or os.environ.get("CI", "").lower() in ("1", "true", "yes"))
+    strict = strict_mode(config)
     return Settings(
         file=(rootdir / file).resolve() if file and not Path(file).is_absolute()
         else Path(file) if file else None,
@@ -72,3 +71,10 @@ def settings_from(config: pytest.Config) -> Settings:
         strict=strict,
         rootdir=rootdir,
     )
+
+
+def strict_mode(config: pytest.Config) -> bool:
+    """A test that cannot run is an error: ``--shakedown-strict``, ini ``shakedown_strict``
+    (this repository's pyproject.toml sets it) or ``CI=true``."""
+    return bool(config.getoption("--shakedown-strict") or config.getini("shakedown_strict")
+                or os.environ.get("CI", "").lower() in ("1", "true", "yes"))
