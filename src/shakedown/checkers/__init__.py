@@ -5,6 +5,7 @@ history (``History.load``). ``tables_equal``/``table_summary`` read PostgreSQL a
 (Elle's method); everything else only reads its arguments."""
 
 from shakedown.checkers._bank import bank
+from shakedown.checkers._cache import StaleRead, stale_reads
 from shakedown.checkers._isolation import MODELS as ISOLATION_MODELS
 from shakedown.checkers._isolation import isolation
 from shakedown.checkers._lag import replication_lag
@@ -28,6 +29,7 @@ __all__ = [
     "DatabaseSummary",
     "HasUrl",
     "Result",
+    "StaleRead",
     "TableSummary",
     "Validity",
     "bank",
@@ -40,6 +42,7 @@ __all__ = [
     "set_full",
     "single_leader",
     "split_by_test",
+    "stale_reads",
     "table_summary",
     "tables_equal",
 ]

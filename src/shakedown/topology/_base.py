@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._durations import parse_duration
+from ._extensions import Extensions, PlainExtensions
 
 Scalar = str | int | float | bool
 
@@ -64,3 +65,9 @@ class PostgresServerKeys(BaseModel):
     init: tuple[str, ...] = ()
     durable: bool = False
     initdb_options: tuple[str, ...] = ()
+    extensions: PlainExtensions = ()
+    """Extensions preloaded (when they need it) and created in every database."""
+
+
+__all__ = ["Extensions", "PlainExtensions", "PostgresServerKeys", "Scalar", "ServiceSpec", "Spec",
+           "seconds"]

@@ -172,7 +172,7 @@ def _validation_error(exc: ValidationError, raw: dict[str, Any], label: str) -> 
         path = ".".join(str(part) for part in loc) or "(top level)"
         if error["type"] == "extra_forbidden":
             key = str(loc[-1])
-            hint = did_you_mean(key, _fields_at(loc[:-1], raw))
+            hint = did_you_mean(key, _fields_at(loc[:-1], raw)) or _other_kinds(key, loc)
             lines.append(f"{path}: unknown key {key!r}{hint}")
         elif error["type"] == "missing":
             lines.append(f"{path}: missing required key")
@@ -186,6 +186,16 @@ def _validation_error(exc: ValidationError, raw: dict[str, Any], label: str) -> 
         fix=["correct the key named above (README: Topology reference lists every key)"],
         details="\n".join(f"also: {line}" for line in rest),
     )
+
+
+def _other_kinds(key: str, loc: tuple[int | str, ...]) -> str:
+    """' (a key of kind citus)' when a service's unknown key belongs to other kinds."""
+    if len(loc) != 3 or loc[0] != "services":
+        return ""
+    owners = sorted(kind for kind, model in KINDS.items() if key in model.model_fields)
+    if not owners:
+        return ""
+    return f" (a key of kind {' or '.join(repr(k) for k in owners)}, not of this one)"
 
 
 def _clean(message: str) -> str:

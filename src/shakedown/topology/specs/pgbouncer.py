@@ -1,4 +1,4 @@
-"""The ``pgbouncer`` kind's spec: a pool in front of a postgres or postgres-ha service."""
+"""The ``pgbouncer`` kind's spec: a pool in front of a postgres, postgres-ha or citus service."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from .._base import Scalar, ServiceSpec
 
 
 class PgBouncerSpec(ServiceSpec):
-    """PgBouncer (``kind = "pgbouncer"``) pooling connections to a postgres or postgres-ha
-    service, with the backend's superuser and password."""
+    """PgBouncer (``kind = "pgbouncer"``) pooling connections to a postgres, postgres-ha or
+    citus (its coordinator) service, with the backend's superuser and password."""
 
     exports: ClassVar[tuple[str, ...]] = (
         "host", "port", "url", "user", "password", "database", "dsn",
     )
     service_fields: ClassVar[dict[str, tuple[str, ...]]] = {
-        "backend": ("postgres", "postgres-ha"),
+        "backend": ("postgres", "postgres-ha", "citus"),
     }
     kind: Literal["pgbouncer"] = "pgbouncer"
     backend: str

@@ -16,6 +16,7 @@ from ....topology import Scalar
 from ....topology.specs.postgres_ha import PatroniSpec
 from ..._base import LOOPBACK, InternalLink, ServiceContext
 from ..._protocols import ClusterMember
+from . import _extensions
 from ._binaries import PgBinaries
 from ._family import COMMON_SETTINGS, SUPERUSER, parameter_value
 
@@ -146,6 +147,9 @@ class PatroniConfig:
 
     def _parameters(self) -> dict[str, Scalar]:
         settings = self.settings_over(BASE_PARAMETERS, FAST_PARAMETERS)
+        libraries = _extensions.preload(self.spec.extensions, self.spec.settings)
+        if libraries:
+            settings["shared_preload_libraries"] = libraries
         return {key: parameter_value(value) for key, value in settings.items()}
 
     def _config(self, index: int, initdb: Path) -> dict[str, Any]:

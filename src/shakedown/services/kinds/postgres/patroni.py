@@ -47,7 +47,8 @@ from ....topology import ServiceSpec
 from ....topology.specs.postgres_ha import PatroniSpec
 from ..._base import LOOPBACK, DoctorLine
 from ..._protocols import ClusterMember, Front
-from ._binaries import Template, ensure_template
+from . import _extensions
+from ._binaries import Template
 from ._family import SUPERUSER, PostgresFamily, pg_dsn, pg_url, superuser_connection
 from ._patroni_config import INITDB_SCRIPT, INSTALL_HINT, PatroniConfig, find_patroni, slot_name
 from ._patroni_processes import Live, PatroniProcesses
@@ -240,7 +241,11 @@ class PatroniService(PostgresFamily, PatroniConfig, PatroniProcesses, kind="post
     # -- lifecycle ---------------------------------------------------------------------------
     def prepare(self) -> None:
         self.patroni  # noqa: B018 - a missing Patroni fails before anything starts
-        self._template = ensure_template(self.binaries, self.spec.initdb_options, self.ctx.run_as)
+        _extensions.require(self.binaries, self.spec.extensions, service=self.name,
+                            kind=self.kind)
+        # The extensions exist in the template (postgres, template1): nothing to create.
+        self._template = _extensions.ensure_template_with(
+            self.binaries, self.spec.initdb_options, self.ctx.run_as, self.spec.extensions)
         run_as = self.ctx.run_as
         self.ctx.data_dir.mkdir(parents=True, exist_ok=True)
         initdb = self.ctx.data_dir / "initdb"
