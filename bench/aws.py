@@ -2,6 +2,7 @@
 measured in the same run on the same machine.
 
     python bench/aws.py [--runs N]
+    python bench/aws.py --compute [--runs N]     (Lambda and EC2: bench/aws_compute.py)
 
 Measured, interleaved run by run so that both see the same machine load:
 - floor: spawn ``moto_server -p PORT`` and poll ``GET /moto-api/`` every millisecond until it
@@ -126,7 +127,14 @@ class Run:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--compute", action="store_true",
+                        help="measure Lambda and EC2 instead (bench/aws_compute.py)")
     args = parser.parse_args()
+    if args.compute:
+        from aws_compute import run
+
+        run(args.runs, 200)
+        return
     minimal, typical = topology(MINIMAL), topology(TYPICAL)
     Run(typical)  # warm the page cache once (imports), for floor and shakedown alike
     floor_once()

@@ -36,7 +36,7 @@ from typing import Any
 
 import psycopg
 
-import shakedown.services.patroni as patroni_kind
+import shakedown.services.kinds.postgres.patroni as patroni_kind
 from shakedown.environment import Environment
 from shakedown.services import HAProxyService, PatroniService
 

@@ -28,10 +28,11 @@ import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).parent))
+from shakedown.services.postgres import TEMPLATE_DATABASE
+
 from _common import repeat, verdict
 from shakedown import Environment
 from shakedown.services import PostgresService
-from shakedown.services.postgres import TEMPLATE_DATABASE
 
 TOPOLOGY = """
 [services.db]

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import verdict
 from shakedown import Environment
 from shakedown.services import PostgresService
-from shakedown.services.haproxy import find_haproxy
+from shakedown.services.kinds.haproxy import HAProxyService
 
 TOPOLOGY = """
 [services.db]
@@ -89,7 +89,7 @@ def haproxy_peer(host: str, port: int, directory: Path) -> Iterator[int]:
         listen = probe.getsockname()[1]
     config = directory / "haproxy.cfg"
     config.write_text(HAPROXY_CONFIG.format(listen=listen, host=host, port=port))
-    proc = subprocess.Popen([find_haproxy(None), "-db", "-f", str(config)],
+    proc = subprocess.Popen([HAProxyService.binary.find("haproxy"), "-db", "-f", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):

@@ -32,8 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import Figures, repeat, timed, verdict
 from shakedown.environment import Environment
 from shakedown.process import PortAllocator, runtime_root, service_user
-from shakedown.services import find_binaries
-from shakedown.services._pgbin import ensure_template
+from shakedown.services.kinds.postgres import ensure_template, find_binaries
 
 
 def topology(text: str) -> Path:

@@ -25,6 +25,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
+# PostgreSQL extensions Debian does not package (Citus, pgvector): used when installed, else
+# built once from a source tarball ($SHAKEDOWN_EXTENSION_SOURCES or ../shared/vendor/).
+bash scripts/extensions.sh
+
 # --- Patroni, for the postgres-ha service kind -------------------------------------------------
 # Patroni runs as the unprivileged service user, so it needs a Python environment that user can
 # execute: a venv made from Debian's /usr/bin/python3 at a system path (a Python kept under

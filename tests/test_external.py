@@ -23,7 +23,7 @@ from shakedown.errors import FaultError, ServiceStartError, TopologyError
 from shakedown.process import tagged_processes
 from shakedown.services import ExternalService, Killable, Pausable
 from shakedown.topology import load_topology
-from shakedown.topology._aws_models import ExternalSpec
+from shakedown.topology.specs.external import ExternalSpec
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

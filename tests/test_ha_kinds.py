@@ -98,7 +98,7 @@ def test_etcd_three_members_keep_quorum_when_one_dies(
         assert dcs.url.count(",") == 2 and dcs.exports()["endpoints"].count(",") == 2
         with dcs.client() as client:
             client.put("/k", "v1")
-        from shakedown.services.etcd import EtcdClient
+        from shakedown.services.kinds.etcd import EtcdClient
 
         with EtcdClient([dcs.client_url(2)]) as third:
             assert third.get("/k") == "v1"  # written through member 0, read on member 2

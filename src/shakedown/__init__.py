@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from .errors import ShakedownError
     from .waits import eventually
 
-__all__ = ["Environment", "ShakedownError", "eventually"]
+__version__ = "0.1.0"  # the package's version (pyproject reads it from here)
+__all__ = ["Environment", "ShakedownError", "__version__", "eventually"]
 
 _WHERE = {"Environment": "environment", "ShakedownError": "errors", "eventually": "waits"}
 

@@ -7,14 +7,41 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import ParamSpec, TypeVar
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .errors import ShakedownError, mask_url
 
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """A rich Console made on first use: ``--help``, ``--version`` and ``env`` print nothing
+    through rich and should not pay for importing it."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def resolve(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.resolve(), name)
+
+
+def real_console() -> Console:
+    """The rich Console behind ``console``, for rich objects that need the real one (Live)."""
+    resolved: Console = console.resolve()  # type: ignore[attr-defined]
+    return resolved
+
+
+console: Console = _LazyConsole()  # type: ignore[assignment]
+err_console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -12,24 +12,31 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import psutil
-from rich.live import Live
-from rich.table import Table
 
-from ._cli_support import console
+from . import __version__
+from ._cli_support import console, real_console
 from ._cli_support import friendly as _friendly
-from .environment import Environment
 from .errors import ShakedownError, mask_url
-from .process import log_tail, reap, runtime_root
-from .topology import DEFAULT_FILE
+from .names import DEFAULT_FILE, DEFAULT_STATE_DIR
+from .store import RunPaths
+
+if TYPE_CHECKING:
+    from rich.live import Live
+    from rich.table import Table
+
+    from .environment import Environment
+
+# Commands import what they use inside their bodies: ``--help``, ``--version`` and the commands
+# that only read a running environment (status, env, logs) must not pay for the services,
+# pydantic, psycopg or bokeh (bench/cli.py measures them beside ``python -c pass``).
 
 
 def _state_root(files: Sequence[str]) -> Path:
     base = Path(files[0]).resolve().parent if files else Path.cwd()
-    return base / ".shakedown"
+    return base / DEFAULT_STATE_DIR
 
 
 file_option = click.option("-f", "--file", "files", multiple=True, metavar="FILE",
@@ -39,7 +46,7 @@ name_option = click.option("--name", default="default", show_default=True,
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="shakedown")
+@click.version_option(version=__version__, prog_name="shakedown")
 def main() -> None:
     """Real infrastructure for integration tests, on one machine, in seconds, with faults."""
 
@@ -52,6 +59,10 @@ def main() -> None:
 @_friendly
 def up(files: tuple[str, ...], name: str, detach: bool) -> None:
     """Start every service of the topology and wait until each is ready."""
+    from rich.live import Live
+
+    from .environment import Environment
+
     paths = list(files) or [DEFAULT_FILE]
     progress = _Progress()
     env = Environment.from_file(paths, name, detach=detach, state_root=_state_root(paths),
@@ -59,7 +70,8 @@ def up(files: tuple[str, ...], name: str, detach: bool) -> None:
     for service, spec in env.topology.services.items():
         progress.add(service, spec.kind)
     began = time.monotonic()
-    with Live(progress.table(), console=console, refresh_per_second=12, transient=False) as live:
+    with Live(progress.table(), console=real_console(), refresh_per_second=12,
+              transient=False) as live:
         progress.live = live
         env.up()
         progress.refresh()
@@ -108,6 +120,8 @@ class _Progress:
             self.live.update(self.table())
 
     def table(self) -> Table:
+        from rich.table import Table
+
         table = Table("service", "kind", "state", "time", box=None)
         with self._lock:
             for row in self.rows.values():
@@ -127,6 +141,8 @@ def _print_urls(env: Environment) -> None:
 @_friendly
 def down(files: tuple[str, ...], name: str, keep: bool) -> None:
     """Stop every service of the environment and remove its data."""
+    from .environment import Environment
+
     env = Environment.attach(name, _state_root(files))
     env.down(keep=keep)
     console.print(f"[green]down[/]: environment {name}" + (" (data and logs kept)" if keep else ""))
@@ -138,24 +154,20 @@ def down(files: tuple[str, ...], name: str, keep: bool) -> None:
 @_friendly
 def status(files: tuple[str, ...], name: str) -> None:
     """Show each service: kind, state, pids, URL (password masked), uptime."""
-    env = Environment.attach(name, _state_root(files))
+    from rich.table import Table
+
+    from .cli_state import EnvironmentView, uptime
+
+    env = EnvironmentView.load(name, _state_root(files))
     table = Table("service", "kind", "state", "pid", "url", "uptime", title=f"{name} "
                   f"({env.env_id})")
+    table.columns[4].overflow = "fold"  # whole URLs, wrapped, never cut with an ellipsis
     for service in env.services.values():
         pids = service.pids
         table.add_row(service.name, service.kind, service.status(),
-                      ",".join(map(str, pids)) or "-", mask_url(service.url), _uptime(pids))
+                      ",".join(map(str, pids)) or "-", mask_url(service.url),
+                      uptime(pids[0]) if pids else "-")
     console.print(table)
-
-
-def _uptime(pids: list[int]) -> str:
-    if not pids:
-        return "-"
-    try:
-        seconds = time.time() - psutil.Process(pids[0]).create_time()
-    except psutil.Error:
-        return "-"
-    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
 
 
 @main.command()
@@ -167,15 +179,24 @@ def _uptime(pids: list[int]) -> str:
 @_friendly
 def logs(service: str, files: tuple[str, ...], name: str, follow: bool, lines: int) -> None:
     """Print a service's log."""
-    env = Environment.attach(name, _state_root(files))
-    path = env[service].log_path if service in env.services else None
-    if path is None:
-        raise ShakedownError(f"no service named {service!r} in environment {name!r}",
-                             checked=[f"services: {', '.join(env.services)}"],
-                             fix=["name one of the services listed"])
-    click.echo(log_tail(path, lines))
+    from .cli_state import EnvironmentView
+
+    path = EnvironmentView.load(name, _state_root(files)).log_of(service)
+    click.echo(_tail(path, lines))
     if follow:
         _follow(path)
+
+
+def _tail(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of a log (the end of the file only is read)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - 256 * 1024))
+            text = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _follow(path: Path) -> None:
@@ -198,7 +219,9 @@ def _follow(path: Path) -> None:
 @_friendly
 def env_command(files: tuple[str, ...], name: str) -> None:
     """Print `export NAME_URL=...` lines, for `eval "$(shakedown env)"`."""
-    env = Environment.attach(name, _state_root(files))
+    from .cli_state import EnvironmentView
+
+    env = EnvironmentView.load(name, _state_root(files))
     for service in env.services.values():
         variable = service.name.upper().replace("-", "_") + "_URL"
         click.echo(f"export {variable}={shlex.quote(service.url)}")
@@ -210,6 +233,8 @@ def env_command(files: tuple[str, ...], name: str) -> None:
 @_friendly
 def reap_command(include_detached: bool) -> None:
     """Stop processes and remove data of environments whose owner died."""
+    from .process import reap, runtime_root
+
     report = reap(runtime_root(), include_detached=include_detached)
     if not report.environments:
         console.print("nothing to reap")
@@ -229,6 +254,8 @@ def fault() -> None:
 
 
 def _faults_of(files: tuple[str, ...], name: str) -> tuple[Environment, Any]:
+    from .environment import Environment
+
     env = Environment.attach(name, _state_root(files))
     return env, env.faults
 
@@ -373,24 +400,33 @@ def _ms(text: str) -> float:
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=True, path_type=Path))
 @click.option("--lag-bound", default=None, help="Bound for replication lag samples, e.g. 5s.")
+@click.option("--isolation-model", default=None,
+              type=click.Choice(["read-committed", "snapshot-isolation", "repeatable-read",
+                                 "serializable", "strict-serializable"]),
+              help="Model transactions are checked against (default: as recorded, else "
+                   "serializable).")
 @_friendly
-def check(run_dir: Path, lag_bound: str | None) -> None:
+def check(run_dir: Path, lag_bound: str | None, isolation_model: str | None) -> None:
     """Re-run the checkers on a stored run's histories (a run directory or one .jsonl)."""
     from .checkers import check_history, split_by_test
     from .history import History
 
-    paths = [run_dir] if run_dir.is_file() else sorted(run_dir.glob("histories/*.jsonl"))
+    run = RunPaths(run_dir)
+    paths = [run_dir] if run_dir.is_file() else run.history_files()
     if not paths:
         raise ShakedownError(f"no history in {run_dir}",
-                             checked=[f"{run_dir}/histories/*.jsonl"],
+                             checked=[f"{run.histories_dir}/*.jsonl"],
                              fix=["pass a run directory: .shakedown/runs/RUN_ID"])
     bound = _ms(lag_bound) / 1000 if lag_bound else None
+    from rich.table import Table
+
     table = Table("history", "test", "checker", "result", "explanation")
     worst = 0
     for path in paths:
         checked = 0
         for test, segment in split_by_test(History.load(path)).items():
-            for name, result in check_history(segment, lag_bound_s=bound).items():
+            found = check_history(segment, lag_bound_s=bound, isolation_model=isolation_model)
+            for name, result in found.items():
                 colour = {"valid": "green", "invalid": "red"}.get(result.validity, "yellow")
                 table.add_row(path.name, test or "-", name, f"[{colour}]{result.validity}[/]",
                               result.explanation)
@@ -406,6 +442,8 @@ def check(run_dir: Path, lag_bound: str | None) -> None:
 @_friendly
 def doctor() -> None:
     """Check which server binaries are installed, their versions, and how to install the rest."""
+    from rich.table import Table
+
     from .doctor import run_checks
 
     table = Table("component", "status", "detail")
@@ -421,10 +459,6 @@ def doctor() -> None:
         for command in dict.fromkeys(missing):
             console.print(f"  {command}", highlight=False)
         sys.exit(1)
-
-
-def run(argv: Sequence[str] | None = None) -> Any:
-    return main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
 
 
 from .cli_reports import register  # noqa: E402  (report, history, run)

@@ -5,40 +5,29 @@
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from ._cli_support import console
 from ._cli_support import friendly as _friendly
 from .errors import ShakedownError
-from .reports import (
-    HISTORY_FILE,
-    HistoryDB,
-    Iteration,
-    Policy,
-    RepeatSummary,
-    StoredRun,
-    build_report,
-    compare,
-    default_history_db,
-    git_commit,
-    latest_run,
-    new_repeat_id,
-    run_repeated,
-)
-from .reports import _format as fmt
+from .names import DEFAULT_STATE_DIR
+from .store import RunPaths, StateStore
+
+if TYPE_CHECKING:  # the commands import reports (bokeh...) when they run, not at startup
+
+    from .reports import HistoryDB, Iteration, RepeatSummary
 
 SYMBOLS = {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "error": "[yellow]E[/]",
            "skipped": "[dim]s[/]", "xfailed": "[blue]x[/]", "xpassed": "[magenta]X[/]",
            "not run": "[magenta]-[/]"}
 
 
-state_option = click.option("--state-dir", default=".shakedown", show_default=True,
+state_option = click.option("--state-dir", default=DEFAULT_STATE_DIR, show_default=True,
                             type=click.Path(file_okay=False, path_type=Path),
                             help="Where runs and history.db are kept.")
 
@@ -65,12 +54,22 @@ def register(main: click.Group) -> None:
 def report(run_dir: Path | None, state_dir: Path, output: Path | None, threshold: float,
            runs: int, screenshot: Path | None) -> None:
     """Write the HTML report of a stored run (default: the latest under .shakedown/runs)."""
+    from .reports import (
+        HistoryDB,
+        Policy,
+        StoredRun,
+        build_report,
+        compare,
+        default_history_db,
+        latest_run,
+    )
+
     run_dir = run_dir or latest_run(state_dir)
     run = StoredRun.load(run_dir)
     db = HistoryDB(default_history_db(run_dir))
     policy = Policy(runs=runs, threshold=threshold / 100)
     comparisons = compare(run, db, policy) if db.exists() else []
-    target = output or run_dir / "report.html"
+    target = output or RunPaths(run_dir).report_file
     target.write_text(build_report(run, db=db if db.exists() else None, policy=policy,
                                    comparisons=comparisons), encoding="utf-8")
     counts = run.counts()
@@ -102,7 +101,14 @@ def report(run_dir: Path | None, state_dir: Path, output: Path | None, threshold
 def history(match: str | None, state_dir: Path, last: int) -> None:
     """Trends from .shakedown/history.db: outcomes (pass rate, flips) and measurements
     (recent values, median, min/max). MATCH filters tests and metrics by substring."""
-    db = HistoryDB(state_dir / HISTORY_FILE)
+    import statistics
+
+    from rich.table import Table
+
+    from .reports import HistoryDB
+    from .reports import _format as fmt
+
+    db = HistoryDB(StateStore(state_dir).history_db)
     if not db.exists():
         raise ShakedownError(f"no run history at {db.path}",
                              fix=["runs are recorded at the end of every pytest run whose "
@@ -147,6 +153,10 @@ def history(match: str | None, state_dir: Path, last: int) -> None:
 
 
 def _runs_table(db: HistoryDB, last: int) -> None:
+    from rich.table import Table
+
+    from .reports import _format as fmt
+
     runs = db.recent_runs(last)
     table = Table("run", "started", "commit", "passed", "failed", "error", "skipped",
                   title="runs", title_justify="left")
@@ -185,6 +195,8 @@ def run_command(repeat: int, target: float, stream: bool, state_dir: Path,
     status is non-zero when the target is missed."""
     import subprocess
 
+    from .reports import HistoryDB, git_commit, new_repeat_id, run_repeated
+
     if repeat < 1:
         raise click.BadParameter("must be at least 1", param_hint="--repeat")
     if repeat == 1:
@@ -200,7 +212,7 @@ def run_command(repeat: int, target: float, stream: bool, state_dir: Path,
     _print_summary(summary)
     rows = [(t.nodeid, t.passed, t.failed + t.not_run, t.skipped, t.pass_rate, t.flaky)
             for t in summary.tests]
-    HistoryDB(state_dir / HISTORY_FILE).record_repeat(
+    HistoryDB(StateStore(state_dir).history_db).record_repeat(
         repeat_id, started, time.time(), git_commit=git_commit(Path.cwd()), iterations=repeat,
         success_rate=summary.success_rate, target=summary.target, args=pytest_args,
         tests=rows)
@@ -221,6 +233,10 @@ def _print_iteration(iteration: Iteration) -> None:
 
 
 def _print_summary(summary: RepeatSummary) -> None:
+    from rich.table import Table
+
+    from .reports import _format as fmt
+
     table = Table("test", "outcomes", "passed", "failed", "not run", "skipped", "pass rate",
                   title="pass rate per test", title_justify="left")
     for test in summary.tests:

@@ -21,6 +21,7 @@ from typing import Any
 from .errors import EnvironmentStateError, FaultError, did_you_mean
 from .faults import Faults, LinkRoute
 from .history import NEMESIS, History
+from .names import DEFAULT_STATE_DIR
 from .netproxy import ProxyControl, server_command
 from .process import (
     EnvRecord,
@@ -41,9 +42,17 @@ from .process import (
     tagged_processes,
     tmpfs_has_room,
 )
-from .services import LOOPBACK, InternalLink, Service, ServiceContext, create_service
-from .topology import DEFAULT_FILE, Topology, load_topology
-from .topology._models import TopologyModel
+from .services import (
+    LOOPBACK,
+    SERVICE_CLASSES,
+    HasLogParts,
+    InternalLink,
+    Service,
+    ServiceContext,
+    create_service,
+)
+from .store import EnvPaths, StateStore
+from .topology import DEFAULT_FILE, Topology, TopologyModel, load_topology
 
 Observer = Callable[[str, str, float | None], None]
 """Called with (service, event, seconds) for events: starting, ready, failed, stopped."""
@@ -88,7 +97,7 @@ class Environment:
     ) -> None:
         self.topology = topology
         self.name = name or "default"
-        self.state_root = Path(state_root) if state_root else topology.base_dir / ".shakedown"
+        self.state_root = Path(state_root) if state_root else topology.base_dir / DEFAULT_STATE_DIR
         self.detach = detach
         self.observer = observer
         self.env_id = ""
@@ -119,13 +128,13 @@ class Environment:
         return cls(load_topology(path), name, **kwargs)
 
     @classmethod
-    def attach(cls, name: str | None = None, state_root: str | Path = ".shakedown") -> Environment:
+    def attach(cls, name: str | None = None,
+               state_root: str | Path = DEFAULT_STATE_DIR) -> Environment:
         """The environment NAME that another process brought up, read from its state file."""
         name = name or "default"
-        state_file = Path(state_root) / "envs" / name / "state.json"
+        state_file = StateStore(Path(state_root)).env(name).state_file
         if not state_file.exists():
-            known = sorted(p.name for p in (Path(state_root) / "envs").glob("*")
-                           if (p / "state.json").exists())
+            known = StateStore(Path(state_root)).env_names()
             raise EnvironmentStateError(
                 f"no environment named {name!r}{did_you_mean(name, known)}",
                 checked=[str(state_file.resolve())],
@@ -156,17 +165,22 @@ class Environment:
         if record.exists():
             env._record = EnvRecord.load(record)
         if env.state_dir.exists() and env.started_at is not None:
-            env.history = History(env.state_dir / "history.jsonl", origin=env.started_at)
+            env.history = History(env.paths.history_file, origin=env.started_at)
         return env
 
     # -- access ----------------------------------------------------------------------------
     @property
+    def paths(self) -> EnvPaths:
+        """Where the environment's state, history and logs live (the store's layout)."""
+        return StateStore(self.state_root).env(self.name)
+
+    @property
     def state_dir(self) -> Path:
-        return self.state_root / "envs" / self.name
+        return self.paths.dir
 
     @property
     def log_dir(self) -> Path:
-        return self.state_dir / "logs"
+        return self.paths.log_dir
 
     def __getitem__(self, name: str) -> Service:
         try:
@@ -219,7 +233,7 @@ class Environment:
         self._cancelled.clear()
         self._register(root)
         self._owned = True
-        self.history = History(self.state_dir / "history.jsonl", origin=self.started_at)
+        self.history = History(self.paths.history_file, origin=self.started_at)
         try:
             self._ports = PortAllocator(root, self.env_id)
             self._build_services(self._allocate_ports())
@@ -233,7 +247,7 @@ class Environment:
         return self
 
     def _refuse_if_running(self) -> None:
-        state_file = self.state_dir / "state.json"
+        state_file = self.paths.state_file
         if not state_file.exists():
             return
         try:
@@ -263,7 +277,9 @@ class Environment:
     def _register(self, root: Path) -> None:
         pid, started = current_owner()
         record = EnvRecord(env_id=self.env_id, name=self.name,
-                           state_dir=str(self.state_dir.resolve()), data_dir=str(self.data_dir),
+                           state_dir=str(self.state_dir.resolve()),
+                           state_file=str(self.paths.state_file.resolve()),
+                           data_dir=str(self.data_dir),
                            owner_pid=pid, owner_started=started, detached=self.detach)
         record_path = record.save(root)
         self._record = record
@@ -277,8 +293,6 @@ class Environment:
         assert self._ports is not None
         ports: dict[str, list[int]] = {}
         for name, spec in self.topology.services.items():
-            from .services import SERVICE_CLASSES
-
             count = SERVICE_CLASSES[spec.kind].ports_for(spec)
             first = [self._ports.claim(spec.port, name)] if spec.port else []
             ports[name] = first + [self._ports.allocate() for _ in range(count - len(first))]
@@ -292,7 +306,7 @@ class Environment:
             ctx = ServiceContext(
                 env_id=self.env_id, name=name, topology=self.topology,
                 data_dir=self.data_dir / name, log_dir=self.log_dir, ports=list(ports[name]),
-                run_as=run_as if spec.kind != "process" else None,
+                run_as=run_as if SERVICE_CLASSES[spec.kind].runs_as_service_user else None,
                 peer=self.__getitem__, peer_exports=self._exports_for(name),
                 link_port=self.link_ports.get,
             )
@@ -444,15 +458,18 @@ class Environment:
             "topology_paths": [str(p) for p in self.topology.paths],
             "topology_digest": self.topology.digest(),
             "topology": self.topology.model.model_dump(mode="json", by_alias=True),
-            "services": {name: s.to_state() for name, s in self.services.items()},
+            "services": {name: {**s.to_state(), "view": _view(s)}
+                         for name, s in self.services.items()},
             "measurements": self.measurements(),
             "links": self.link_ports,
             "proxy": {"port": self.proxy_port, "process": self._proxy_proc.to_dict()}
             if self._proxy_proc is not None else None,
         }
-        path = self.state_dir / "state.json"
+        path = self.paths.state_file
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
+        tmp.touch(mode=0o600)  # generated passwords: readable by the invoking user only
+        tmp.chmod(0o600)
         tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, path)
 
@@ -526,3 +543,15 @@ def _run_graph(
     errors = [f.exception() for f in futures.values() if f.exception() is not None]
     real = [e for e in errors if e is not None and not isinstance(e, _DependencyFailed)]
     return real or [e for e in errors if e is not None]
+
+
+def _view(service: Service) -> dict[str, Any]:
+    """What the CLI's read-only commands show without building services (``cli_state``)."""
+    try:
+        exports = service.exports()
+        url = service.url
+    except Exception:  # a cluster between leaders: its addresses are read again next save
+        exports, url = {}, ""
+    parts = service.log_paths() if isinstance(service, HasLogParts) else {}
+    return {"url": url, "exports": exports, "log_path": str(service.log_path),
+            "log_parts": {key: str(path) for key, path in parts.items()}}

@@ -66,6 +66,32 @@ class Op:
     def is_nemesis(self) -> bool:
         return self.process == NEMESIS
 
+    def test_mark(self) -> TestMark | None:
+        """The pytest plugin's mark of a test starting or ending, if this op is one."""
+        if self.process != NEMESIS or self.f != TEST_MARK or not isinstance(self.value, dict):
+            return None
+        event = self.value.get("event")
+        if event not in ("start", "end"):
+            return None
+        return TestMark(nodeid=str(self.value.get("target")), event=event, time=self.time)
+
+
+TEST_MARK = "test"
+"""``f`` of the marks the pytest plugin writes when a test starts and ends, so that a stored
+history can be cut per test (reports, ``shakedown check``)."""
+
+
+@dataclass(frozen=True)
+class TestMark:
+    nodeid: str
+    event: Literal["start", "end"]
+    time: float
+
+
+def mark_test(history: History, nodeid: str, event: Literal["start", "end"]) -> None:
+    """Write a test mark (the one writer of the format ``Op.test_mark`` reads)."""
+    history.append(NEMESIS, "info", TEST_MARK, {"target": nodeid, "event": event})
+
 
 class History:
     """An append-only, thread-safe list of operations, optionally mirrored to a JSONL file.

@@ -1,3 +1,4 @@
-"""A small job service, the system under test of the replication-job example: an HTTP API
-that accepts copy jobs (DynamoDB for their state, SQS to hand them over) and a worker that
-copies one PostgreSQL database into another with pg_dump | pg_restore."""
+"""A small job service, the system under test of the replication-job example: two Lambda
+handlers behind an HTTP API accept copy jobs and report them (DynamoDB for their state), and a
+worker, started per job on an EC2 instance by ``RunInstances``, copies one PostgreSQL database
+into another with pg_dump | pg_restore, then terminates its own instance."""

@@ -1,182 +1,173 @@
-"""The job API: ``POST /jobs {source_url, target_url}`` stores a job in DynamoDB, hands it to
-the worker through SQS and answers 201 with its id; ``GET /jobs/ID`` answers its status and
-progress. URLs are stored and shown with their passwords masked; the full URLs travel only in
-the queue message.
+"""The job API, as two Lambda handlers behind an HTTP API (payload format 2.0):
 
-    python -m jobapp.api --port 8080
-"""
+- ``create_job`` (``POST /jobs {source_url, target_url}``): validates the payload, stores the
+  job in DynamoDB and starts a worker instance for it with ``RunInstances`` (the job, URLs
+  included, in the instance's user data); answers 201 with the job's id.
+- ``get_job`` (``GET /jobs/{id}``): the job's status and progress. A job whose worker instance
+  ended before it did is marked ``failed`` here (the worker was lost: killed, or its machine
+  stopped), so no job stays ``running`` forever.
+
+URLs are stored and shown with their passwords masked. AWS throttling is retried by boto3; past
+its retries the API answers 503 with ``Retry-After``."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import re
-import threading
+import os
 import time
 import uuid
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .common import QUEUE, TABLE, clients, is_postgres_url, mask, setup_logging
+from .common import TABLE, client, is_postgres_url, mask, setup_logging
 
 log = setup_logging("jobapp.api")
 MAX_BODY = 64 * 1024
-_JOB_PATH = re.compile(r"^/jobs/([0-9a-f-]{1,64})$")
+WORKER_AMI = os.environ.get("WORKER_AMI", "ami-0a1b2c3d4e5f60789")
+ENDED = ("shutting-down", "terminated", "stopping", "stopped")
+_clients: dict[str, Any] = {}
 
 
-class Store:
-    """Jobs in DynamoDB, hand-over through SQS."""
+def _client(service: str) -> Any:
+    if service not in _clients:  # once per execution environment: warm calls reuse them
+        _clients[service] = client(service)
+    return _clients[service]
 
-    def __init__(self) -> None:
-        self.dynamodb, self.sqs = clients()
-        self._queue_url: str | None = None
-        self._lock = threading.Lock()
 
-    @property
-    def queue_url(self) -> str:
-        with self._lock:
-            if self._queue_url is None:
-                self._queue_url = self.sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
-            return self._queue_url
+def _answer(status: int, body: dict[str, Any], **headers: str) -> dict[str, Any]:
+    return {"statusCode": status, "body": json.dumps(body),
+            "headers": {"Content-Type": "application/json", **headers}}
 
-    def create(self, source_url: str, target_url: str) -> str:
-        job_id = str(uuid.uuid4())
-        now = int(time.time() * 1000)
-        self.dynamodb.put_item(TableName=TABLE, Item={
-            "id": {"S": job_id}, "status": {"S": "queued"}, "progress": {"N": "0"},
-            "source": {"S": mask(source_url)}, "target": {"S": mask(target_url)},
+
+def _unavailable(exc: Exception, what: str) -> dict[str, Any]:
+    code = exc.response["Error"].get("Code", "?") if isinstance(exc, ClientError) \
+        else type(exc).__name__
+    log.warning("%s unavailable: %s", what, code)
+    return _answer(503, {"error": f"{what} unavailable ({code}), retry later"},
+                   **{"Retry-After": "1"})
+
+
+def _payload(event: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return {}, "send the job as JSON (Content-Type: application/json)"
+    if not body or len(body) > MAX_BODY:
+        return {}, f"send a JSON body of at most {MAX_BODY} bytes"
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return {}, "the body is not JSON"
+    if not isinstance(payload, dict):
+        return {}, "the body must be a JSON object"
+    missing = [k for k in ("source_url", "target_url") if k not in payload]
+    if missing:
+        return {}, f"missing {', '.join(missing)}"
+    unknown = sorted(set(payload) - {"source_url", "target_url"})
+    if unknown:
+        return {}, f"unknown field(s): {', '.join(unknown)}"
+    for key in ("source_url", "target_url"):
+        if not is_postgres_url(payload[key]):
+            return {}, f"{key} must be a postgresql:// URL"
+    if payload["source_url"] == payload["target_url"]:
+        return {}, "source_url and target_url are the same database"
+    return payload, ""
+
+
+def create_job(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    payload, problem = _payload(event)
+    if problem:
+        return _answer(400, {"error": problem})
+    job_id = str(uuid.uuid4())
+    now = int(time.time() * 1000)
+    dynamodb = _client("dynamodb")
+    try:
+        dynamodb.put_item(TableName=TABLE, Item={
+            "id": {"S": job_id}, "status": {"S": "pending"}, "progress": {"N": "0"},
+            "source": {"S": mask(payload["source_url"])},
+            "target": {"S": mask(payload["target_url"])},
             "created_at": {"N": str(now)}, "updated_at": {"N": str(now)},
         }, ConditionExpression="attribute_not_exists(id)")
-        message = {"id": job_id, "source_url": source_url, "target_url": target_url}
-        try:
-            self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(message))
-        except (ClientError, BotoCoreError):
-            self.dynamodb.update_item(
-                TableName=TABLE, Key={"id": {"S": job_id}},
-                UpdateExpression="SET #s = :s, #e = :e",
-                ExpressionAttributeNames={"#s": "status", "#e": "error"},
-                ExpressionAttributeValues={":s": {"S": "failed"},
-                                           ":e": {"S": "could not queue the job"}})
-            raise
-        return job_id
-
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        item = self.dynamodb.get_item(TableName=TABLE, Key={"id": {"S": job_id}},
-                                      ConsistentRead=True).get("Item")
-        if item is None:
-            return None
-        job: dict[str, Any] = {"id": item["id"]["S"], "status": item["status"]["S"],
-                               "progress": int(item["progress"]["N"]),
-                               "source": item["source"]["S"], "target": item["target"]["S"]}
-        for key in ("error",):
-            if key in item:
-                job[key] = item[key]["S"]
-        for key in ("tables", "created_at", "updated_at"):
-            if key in item:
-                job[key] = int(item[key]["N"])
-        return job
+    except (ClientError, BotoCoreError) as exc:
+        return _unavailable(exc, "job store")
+    job = {"id": job_id, "source_url": payload["source_url"],
+           "target_url": payload["target_url"]}
+    try:
+        launched = _client("ec2").run_instances(
+            ImageId=WORKER_AMI, MinCount=1, MaxCount=1, InstanceType="t3.small",
+            UserData=json.dumps(job), TagSpecifications=[{
+                "ResourceType": "instance", "Tags": [{"Key": "job", "Value": job_id}]}])
+    except (ClientError, BotoCoreError) as exc:
+        _set(job_id, status="failed", error="could not start a worker, retry the job")
+        return _unavailable(exc, "worker capacity")
+    instance_id = launched["Instances"][0]["InstanceId"]
+    _set(job_id, instance=instance_id)
+    log.info("job %s: worker %s for %s -> %s", job_id, instance_id,
+             mask(payload["source_url"]), mask(payload["target_url"]))
+    return _answer(201, {"id": job_id, "status": "pending"}, Location=f"/jobs/{job_id}")
 
 
-class Handler(BaseHTTPRequestHandler):
-    store: Store
-    server_version = "jobapp"
-
-    def do_GET(self) -> None:
-        if self.path == "/health":
-            return self._send(200, {"status": "ok"})
-        match = _JOB_PATH.match(self.path)
-        if match is None:
-            return self._send(404, {"error": "not found"})
-        try:
-            job = self.store.get(match.group(1))
-        except (ClientError, BotoCoreError) as exc:
-            return self._unavailable(exc)
-        if job is None:
-            return self._send(404, {"error": f"no job {match.group(1)}"})
-        return self._send(200, job)
-
-    def do_POST(self) -> None:
-        if self.path != "/jobs":
-            return self._send(404 if not self.path.startswith("/jobs/") else 405,
-                              {"error": "not found"})
-        payload, problem = self._payload()
-        if problem:
-            return self._send(400, {"error": problem})
-        try:
-            job_id = self.store.create(payload["source_url"], payload["target_url"])
-        except (ClientError, BotoCoreError) as exc:
-            return self._unavailable(exc)
-        log.info("job %s queued: %s -> %s", job_id, mask(payload["source_url"]),
-                 mask(payload["target_url"]))
-        return self._send(201, {"id": job_id, "status": "queued"},
-                          headers={"Location": f"/jobs/{job_id}"})
-
-    def _payload(self) -> tuple[dict[str, Any], str]:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            return {}, "bad Content-Length"
-        if length <= 0 or length > MAX_BODY:
-            return {}, f"send a JSON body of at most {MAX_BODY} bytes"
-        try:
-            payload = json.loads(self.rfile.read(length))
-        except ValueError:
-            return {}, "the body is not JSON"
-        if not isinstance(payload, dict):
-            return {}, "the body must be a JSON object"
-        missing = [k for k in ("source_url", "target_url") if k not in payload]
-        if missing:
-            return {}, f"missing {', '.join(missing)}"
-        unknown = sorted(set(payload) - {"source_url", "target_url"})
-        if unknown:
-            return {}, f"unknown field(s): {', '.join(unknown)}"
-        for key in ("source_url", "target_url"):
-            if not is_postgres_url(payload[key]):
-                return {}, f"{key} must be a postgresql:// URL"
-        if payload["source_url"] == payload["target_url"]:
-            return {}, "source_url and target_url are the same database"
-        return payload, ""
-
-    def _unavailable(self, exc: Exception) -> None:
-        code = exc.response["Error"].get("Code", "?") if isinstance(exc, ClientError) \
-            else type(exc).__name__
-        log.warning("job store unavailable: %s", mask(str(code)))
-        self._send(503, {"error": f"job store unavailable ({code}), retry later"},
-                   headers={"Retry-After": "1"})
-
-    def _send(self, status: int, body: dict[str, Any],
-              headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        status = code.value if isinstance(code, HTTPStatus) else code
-        log.info("%s %s %s", self.command, mask(self.path), status)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info(mask(format % args))
+def _set(job_id: str, **fields: str) -> None:
+    """Best effort: the state the API records beside the worker's (a failure is logged)."""
+    names = {f"#k{i}": k for i, k in enumerate(fields)}
+    values = {f":v{i}": {"S": v} for i, v in enumerate(fields.values())}
+    try:
+        _client("dynamodb").update_item(
+            TableName=TABLE, Key={"id": {"S": job_id}},
+            UpdateExpression="SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields))),
+            ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("job %s: could not record %s: %s", job_id, sorted(fields), exc)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="job API")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    args = parser.parse_args()
-    Handler.store = Store()
-    server = ThreadingHTTPServer((args.host, args.port), Handler)
-    server.daemon_threads = True
-    log.info("job API on http://%s:%d (table %s, queue %s)", args.host, args.port, TABLE, QUEUE)
-    server.serve_forever()
+def get_job(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    job_id = (event.get("pathParameters") or {}).get("id", "")
+    try:
+        item = _client("dynamodb").get_item(TableName=TABLE, Key={"id": {"S": job_id}},
+                                            ConsistentRead=True).get("Item")
+    except (ClientError, BotoCoreError) as exc:
+        return _unavailable(exc, "job store")
+    if item is None:
+        return _answer(404, {"error": f"no job {job_id}"})
+    job: dict[str, Any] = {"id": item["id"]["S"], "status": item["status"]["S"],
+                           "progress": int(item["progress"]["N"]),
+                           "source": item["source"]["S"], "target": item["target"]["S"]}
+    for key in ("error", "instance"):
+        if key in item:
+            job[key] = item[key]["S"]
+    for key in ("tables", "created_at", "updated_at"):
+        if key in item:
+            job[key] = int(item[key]["N"])
+    if job["status"] in ("pending", "running") and "instance" in job:
+        _notice_lost_worker(job)
+    return _answer(200, job)
 
 
-if __name__ == "__main__":
-    main()
+def _notice_lost_worker(job: dict[str, Any]) -> None:
+    """A worker that ended without recording an outcome was lost: the job failed."""
+    try:
+        reservations = _client("ec2").describe_instances(
+            InstanceIds=[job["instance"]])["Reservations"]
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("job %s: cannot see its worker: %s", job["id"], exc)
+        return
+    state = reservations[0]["Instances"][0]["State"]["Name"] if reservations else "terminated"
+    if state not in ENDED:
+        return
+    error = f"the worker {job['instance']} ended ({state}) before the job finished"
+    try:
+        _client("dynamodb").update_item(
+            TableName=TABLE, Key={"id": {"S": job["id"]}},
+            UpdateExpression="SET #s = :failed, #e = :e",
+            ConditionExpression="#s IN (:pending, :running)",
+            ExpressionAttributeNames={"#s": "status", "#e": "error"},
+            ExpressionAttributeValues={":failed": {"S": "failed"}, ":e": {"S": error},
+                                       ":pending": {"S": "pending"},
+                                       ":running": {"S": "running"}})
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return  # the worker recorded its outcome meanwhile: that is the job's state
+        log.warning("job %s: cannot mark it failed: %s", job["id"], exc)
+        return
+    log.warning("job %s: %s", job["id"], error)
+    job.update(status="failed", error=error)

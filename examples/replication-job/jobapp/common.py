@@ -1,4 +1,4 @@
-"""Settings, AWS clients and secret hygiene shared by the API and the worker."""
+"""Settings, AWS clients and secret hygiene shared by the API handlers and the worker."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import boto3
 from botocore.config import Config
 
 TABLE = os.environ.get("JOBS_TABLE", "jobs")
-QUEUE = os.environ.get("JOBS_QUEUE", "jobs")
 _PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)")
 _KEYWORD_PASSWORD = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
 
@@ -35,23 +34,22 @@ def is_postgres_url(value: object) -> bool:
 
 
 def aws_config() -> Config:
-    """Standard retries: throttling (ProvisionedThroughputExceededException,
-    ThrottlingException, ...) is retried with backoff, a bounded number of times; short
+    """Standard retries: throttling is retried with backoff, a bounded number of times; short
     timeouts so that nothing waits forever."""
     attempts = int(os.environ.get("JOBS_AWS_MAX_ATTEMPTS", "5"))
     return Config(retries={"mode": "standard", "total_max_attempts": attempts},
                   connect_timeout=2, read_timeout=10)
 
 
-def clients() -> tuple[Any, Any]:
-    """(dynamodb, sqs) clients; endpoint, region and keys come from the AWS_* variables."""
-    session = boto3.session.Session()
-    config = aws_config()
-    return session.client("dynamodb", config=config), session.client("sqs", config=config)
+def client(service: str, region: str | None = None) -> Any:
+    """A client; endpoint and keys come from the environment (or the instance's metadata)."""
+    make: Any = boto3.session.Session().client
+    return make(service, region_name=region, config=aws_config())
 
 
 def setup_logging(name: str) -> logging.Logger:
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger().setLevel(logging.INFO)  # Lambda's runtime installed its handler first
     logging.getLogger("botocore").setLevel(logging.WARNING)
     return logging.getLogger(name)

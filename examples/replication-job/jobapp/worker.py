@@ -1,60 +1,56 @@
-"""The worker: takes jobs from SQS, copies the source database into the target with
-``pg_dump --format=custom`` and ``pg_restore --clean --single-transaction``, and keeps the job's
-status and progress in DynamoDB. A job that cannot be done (bad source URL, unreachable target)
-ends ``failed`` with a reason; the worker carries on. When DynamoDB throttles, boto3 retries
-with backoff; if it still cannot record the outcome, the message goes back to the queue and the
-job is done again later (the copy is idempotent). Every wait has a timeout.
+"""The worker: what an instance launched from the worker AMI runs, once per job. It reads its
+instance id, region and job from the instance metadata service (IMDSv2), copies the source
+database into the target with ``pg_dump --format=custom`` and ``pg_restore --clean
+--single-transaction``, keeps the job's status and progress in DynamoDB, records the outcome
+(``succeeded``, or ``failed`` with a reason without secrets) and terminates its own instance.
+Credentials come from the instance's role (IMDS), never from the user data.
 
-    python -m jobapp.worker --port 8081     # GET /health on that port
+    python -m jobapp.worker      # on an instance (AWS_EC2_METADATA_SERVICE_ENDPOINT set)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import signal
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .common import QUEUE, TABLE, clients, mask, setup_logging
+from .common import TABLE, client, mask, setup_logging
 
 log = setup_logging("jobapp.worker")
 COPY_TIMEOUT = float(os.environ.get("JOBS_COPY_TIMEOUT", "600"))
 AWS_ERRORS = (ClientError, BotoCoreError)
+IMDS = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254/")
 
 
 class CopyError(Exception):
     """The job cannot be done; the message is the reason shown to users (no secrets)."""
 
 
-class Stats:
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.last_poll = time.monotonic()
-        self.polls = 0
-        self.succeeded = 0
-        self.failed = 0
-        self.store_errors = 0
-        self.current: str | None = None
+# -- the instance's metadata -----------------------------------------------------------------
+def metadata() -> dict[str, Any]:
+    """Instance id, region and the job (user data), through the IMDSv2 token flow."""
+    base = IMDS.rstrip("/") + "/"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"status": "ok", "polls": self.polls, "succeeded": self.succeeded,
-                "failed": self.failed, "store_errors": self.store_errors,
-                "current": self.current,
-                "last_poll_age": round(time.monotonic() - self.last_poll, 3)}
+    def fetch(path: str, method: str = "GET", **headers: str) -> str:
+        request = urllib.request.Request(base + path, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            return str(answer.read().decode())
 
-
-STATS = Stats()
+    token = fetch("latest/api/token", "PUT", **{"X-aws-ec2-metadata-token-ttl-seconds": "300"})
+    get = lambda path: fetch(path, **{"X-aws-ec2-metadata-token": token})  # noqa: E731
+    return {"instance_id": get("latest/meta-data/instance-id"),
+            "region": get("latest/meta-data/placement/region"),
+            "job": json.loads(get("latest/user-data"))}
 
 
 # -- the copy --------------------------------------------------------------------------------
@@ -135,12 +131,12 @@ def copy_database(source_url: str, target_url: str, progress: Callable[[int], No
     return tables
 
 
-# -- the job loop --------------------------------------------------------------------------
+# -- one job ------------------------------------------------------------------------------
 class Worker:
-    def __init__(self) -> None:
-        self.dynamodb, self.sqs = clients()
-        self.queue_url = ""
-        self.stopping = threading.Event()
+    def __init__(self, instance_id: str, region: str) -> None:
+        self.instance_id = instance_id
+        self.dynamodb = client("dynamodb", region)
+        self.ec2 = client("ec2", region)
 
     def set_job(self, job_id: str, **fields: Any) -> None:
         names, values, sets = {}, {}, []
@@ -154,57 +150,23 @@ class Worker:
             ExpressionAttributeNames=names, ExpressionAttributeValues=values,
             ConditionExpression="attribute_exists(id)")
 
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                if not self.queue_url:
-                    self.queue_url = self.sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
-                answer = self.sqs.receive_message(QueueUrl=self.queue_url,
-                                                  MaxNumberOfMessages=1, WaitTimeSeconds=1,
-                                                  VisibilityTimeout=120)
-            except AWS_ERRORS as exc:
-                log.warning("cannot read the queue: %s", mask(str(exc)))
-                STATS.store_errors += 1
-                self.stopping.wait(0.5)
-                continue
-            finally:
-                STATS.polls += 1
-                STATS.last_poll = time.monotonic()
-            for message in answer.get("Messages", []):
-                self.handle(message)
-
-    def handle(self, message: dict[str, Any]) -> None:
+    def run(self, job: dict[str, Any]) -> None:
+        job_id, source, target = job["id"], job["source_url"], job["target_url"]
         try:
-            job = json.loads(message["Body"])
-            job_id, source, target = job["id"], job["source_url"], job["target_url"]
-        except (ValueError, KeyError, TypeError):
-            log.error("dropping a message that is not a job")
-            self._delete(message)
-            return
-        STATS.current = job_id
-        try:
-            self.set_job(job_id, status="running", progress=1)
+            self.set_job(job_id, status="running", progress=1, instance=self.instance_id)
             log.info("job %s: copying %s -> %s", job_id, mask(source), mask(target))
             try:
                 tables = copy_database(source, target, lambda p: self._progress(job_id, p))
             except CopyError as exc:
                 log.warning("job %s failed: %s", job_id, exc)
                 self.set_job(job_id, status="failed", error=str(exc))
-                STATS.failed += 1
             else:
                 self.set_job(job_id, status="succeeded", progress=100, tables=tables)
                 log.info("job %s succeeded: %d tables", job_id, tables)
-                STATS.succeeded += 1
-            self._delete(message)
         except AWS_ERRORS as exc:
-            # The outcome could not be recorded even after boto3's retries: the job goes back
-            # to the queue and is done again in a moment.
-            STATS.store_errors += 1
-            log.warning("job %s: cannot record its state (%s); it will be retried", job_id,
-                        mask(str(exc)))
-            self._retry_later(message)
-        finally:
-            STATS.current = None
+            # The outcome cannot be recorded even after boto3's retries: the instance ends
+            # anyway, and the API reports the job failed once it sees the worker gone.
+            log.warning("job %s: cannot record its state (%s)", job_id, mask(str(exc)))
 
     def _progress(self, job_id: str, percent: int) -> None:
         try:
@@ -213,49 +175,27 @@ class Worker:
             log.warning("job %s: progress %d%% not recorded (%s)", job_id, percent,
                         mask(str(exc)))
 
-    def _delete(self, message: dict[str, Any]) -> None:
-        try:
-            self.sqs.delete_message(QueueUrl=self.queue_url,
-                                    ReceiptHandle=message["ReceiptHandle"])
-        except AWS_ERRORS as exc:
-            log.warning("cannot delete a message (it may come back): %s", mask(str(exc)))
-
-    def _retry_later(self, message: dict[str, Any]) -> None:
-        try:
-            self.sqs.change_message_visibility(QueueUrl=self.queue_url,
-                                               ReceiptHandle=message["ReceiptHandle"],
-                                               VisibilityTimeout=2)
-        except AWS_ERRORS as exc:
-            log.warning("cannot hand a message back (it comes back later): %s", mask(str(exc)))
-
-
-class Health(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        stats = STATS.to_dict()
-        stuck = stats["last_poll_age"] > COPY_TIMEOUT + 30
-        status = 503 if stuck or self.path != "/health" else 200
-        body = json.dumps(stats if self.path == "/health" else {"error": "not found"}).encode()
-        self.send_response(404 if self.path != "/health" else status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def terminate(self) -> None:
+        """The job is done: the instance ends (and with it this process)."""
+        for attempt in range(5):
+            try:
+                self.ec2.terminate_instances(InstanceIds=[self.instance_id])
+                return
+            except AWS_ERRORS as exc:
+                log.warning("cannot terminate %s yet (%s)", self.instance_id, exc)
+                time.sleep(0.2 * (attempt + 1))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="job worker")
-    parser.add_argument("--port", type=int, required=True, help="health endpoint port")
-    args = parser.parse_args()
-    worker = Worker()
-    health = ThreadingHTTPServer(("127.0.0.1", args.port), Health)
-    threading.Thread(target=health.serve_forever, daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
-    log.info("worker polling queue %s, health on port %d", QUEUE, args.port)
-    worker.run()
-    log.info("worker stopped")
+    meta = metadata()
+    worker = Worker(meta["instance_id"], meta["region"])
+    log.info("worker on %s (%s), job %s", meta["instance_id"], meta["region"],
+             meta["job"].get("id"))
+    try:
+        worker.run(meta["job"])
+    finally:
+        worker.terminate()
+    time.sleep(30)  # TerminateInstances stops this process; it does not exit by itself first
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ from the ``final`` process's operations recorded with ``history.record_final``:
 - ``transfer``/``read`` operations and ``final-balances`` (extra ``total``) → ``bank``
 - ``roles`` samples → ``single_leader``
 - ``lag`` samples, with a bound → ``replication_lag``
+- ``txn`` operations (list-append or register transactions) → ``isolation``, against the
+  model given, else the one recorded as ``record_final(h, "isolation-model", MODEL)``, else
+  serializable
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ from typing import Any
 
 from ..history import FINAL, History, Op
 from ._bank import bank
+from ._isolation import isolation
 from ._lag import replication_lag
 from ._leader import single_leader
 from ._result import Result, unknown
 from ._set import set_full
 
 
-def check_history(history: History, *, lag_bound_s: float | None = None) -> dict[str, Result]:
+def check_history(history: History, *, lag_bound_s: float | None = None,
+                  isolation_model: str | None = None) -> dict[str, Result]:
     """Every checker that applies to the history, by name."""
     ops = history.ops()
     client_fs = {op.f for op in ops if not op.is_nemesis and op.process != FINAL}
@@ -31,6 +36,10 @@ def check_history(history: History, *, lag_bound_s: float | None = None) -> dict
         results["set"] = set_full(history, final.value if final else None)
     if "transfer" in client_fs:
         results["bank"] = _bank(history, finals.get("final-balances"))
+    if "txn" in client_fs:
+        recorded = finals.get("isolation-model")
+        model = isolation_model or (str(recorded.value) if recorded else "serializable")
+        results["isolation"] = isolation(history, model=model)
     if any(op.f == "roles" for op in ops):
         results["single_leader"] = single_leader(history)
     if any(op.f == "lag" for op in ops):
@@ -47,8 +56,9 @@ def split_by_test(history: History) -> dict[str, History]:
     segments: dict[str, list[Op]] = {}
     current: str | None = None
     for op in history.ops():
-        if op.f == "test" and isinstance(op.value, dict):
-            current = str(op.value.get("target")) if op.value.get("event") == "start" else None
+        mark = op.test_mark()
+        if mark is not None:
+            current = mark.nodeid if mark.event == "start" else None
             continue
         if current is not None:
             segments.setdefault(current, []).append(op)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from ..errors import FaultError, did_you_mean
 from ..history import NEMESIS, History
 from ..netproxy import TOXIC_TYPES, ProxyControl
-from ..services import AwsFaultable, Killable, Pausable, Service
+from ..services import AwsFaultable, Killable, Pausable, Restartable, Service
 
 Direction = Literal["upstream", "downstream", "both"]
 DIRECTIONS: tuple[str, ...] = ("upstream", "downstream", "both")
@@ -124,10 +124,9 @@ class Faults:
 
     def _start(self, service: str) -> None:
         target = self._services[service]
-        start_again = getattr(target, "start_again", None)
-        if start_again is None:
+        if not isinstance(target, Restartable):
             raise FaultError(f"service {service!r} ({target.kind}) cannot be started again")
-        start_again()
+        target.start_again()
         self._on_restart()
 
     # -- network faults --------------------------------------------------------------------------
@@ -288,8 +287,7 @@ class Faults:
             if isinstance(service, Pausable) and service.status() == "paused":
                 service.resume()
         for name, service in self._services.items():
-            if isinstance(service, Killable) and service.status() in ("stopped", "partial") \
-                    and getattr(service, "processes", None) is not None:
+            if isinstance(service, Restartable) and service.status() in ("stopped", "partial"):
                 self._start(name)
         for fault in active:
             fault.healed = True

@@ -121,9 +121,10 @@ def reap_env(record: EnvRecord, root: Path, report: ReapReport | None = None) ->
 
 def _remove_state_dir(record: EnvRecord, report: ReapReport) -> None:
     state_dir = Path(record.state_dir)
-    state_file = state_dir / "state.json"
+    state_file = Path(record.state_file) if record.state_file else None
     # Only if the state dir still belongs to this environment (a new one may reuse the name).
-    if state_file.exists() and record.env_id not in state_file.read_text(errors="replace"):
+    if state_file is not None and state_file.exists() \
+            and record.env_id not in state_file.read_text(errors="replace"):
         return
     if state_dir.exists():
         remove_tree(state_dir)

@@ -27,6 +27,9 @@ class EnvRecord:
     detached: bool = False
     created: float = field(default_factory=time.time)
     groups: list[int] = field(default_factory=list)
+    state_file: str = ""
+    """The state file inside ``state_dir`` (the reaper leaves a state dir whose state file
+    names another environment: a new one reusing the name)."""
     """Process groups spawned for the environment. The reaper kills these as well as every
     process carrying the tag, because a server that rewrites its process title (as Redis
     and PostgreSQL do) may overwrite the memory /proc/PID/environ shows."""
@@ -42,7 +45,9 @@ class EnvRecord:
 
     @classmethod
     def load(cls, path: Path) -> EnvRecord:
-        return cls(**json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def owner_alive(self) -> bool:
         try:

@@ -13,13 +13,15 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from ..environment import Environment
 from ..errors import MissingBinaryError, ShakedownError, mask_url
-from ..history import NEMESIS
-from ..services import PostgresService
+from ..history import mark_test
+from ..services import ResetsPerTest
+from ..store import RunPaths, StateStore
 from ._manager import SCOPES, EnvironmentManager, Started
 from ._options import add_options, settings_from
 from ._reporting import finish as finish_reporting
@@ -59,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # Workers inherit the run id, so that all of them copy logs into one run directory.
         os.environ["SHAKEDOWN_RUN_ID"] = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     run_id = os.environ.get("SHAKEDOWN_RUN_ID", "unknown")
-    run_dir = settings.state_root / "runs" / run_id
+    run_dir = StateStore(settings.state_root).run(run_id).dir
     config.stash[MANAGER] = EnvironmentManager(settings, worker, run_dir)
     config.stash[RESULTS] = RunResults(run_id, run_dir)
     config.stash[FAILURES] = {}
@@ -81,10 +83,10 @@ def shakedown_env(request: pytest.FixtureRequest) -> Iterator[Environment]:
     _mark(started.env, item, "end")
 
 
-def _mark(env: Environment, item: pytest.Item, event: str) -> None:
+def _mark(env: Environment, item: pytest.Item, event: Literal["start", "end"]) -> None:
     """Tests on the environment's timeline, so a report can cut the history per test."""
     if env.history is not None:
-        env.history.append(NEMESIS, "info", "test", {"target": item.nodeid, "event": event})
+        mark_test(env.history, item.nodeid, event)
 
 
 def _started_for(item: pytest.Item) -> Started:
@@ -123,10 +125,8 @@ def _after_test(started: Started) -> None:
         env.faults.heal()
         env.faults.used = False
     for service in started.env.services.values():
-        if isinstance(service, PostgresService):
-            for name in service.created_databases:
-                service.drop_database(name, wait=False)
-            service.created_databases.clear()
+        if isinstance(service, ResetsPerTest):
+            service.reset_after_test()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -205,7 +205,7 @@ def _attach_forensics(item: pytest.Item, report: pytest.TestReport,
             if tail:
                 report.sections.append(
                     (f"shakedown: last 50 lines of {service.name}'s log", mask_url(tail)))
-        target = run_dir / "logs" / started.env.name
+        target = RunPaths(run_dir).env_logs(started.env.name)
         if started.env.log_dir.exists():
             shutil.copytree(started.env.log_dir, target, dirs_exist_ok=True)
             item.user_properties.append((LOGS, str(target)))

@@ -8,7 +8,6 @@ import fcntl
 import json
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import pytest
 from ..environment import Environment
 from ..errors import EnvironmentStateError, ShakedownError
 from ..process import tagged_processes
+from ..store import RunPaths, StateStore
 from ..topology import DEFAULT_FILE, Topology, load_topology
 from ._options import Settings
 
@@ -101,7 +101,7 @@ class EnvironmentManager:
     def _reuse_or_start(self, item: pytest.Item, topology: Topology, name: str, scope: str,
                         scope_key: str) -> Started:
         with self._lock(name):
-            state_file = self.settings.state_root / "envs" / name / "state.json"
+            state_file = StateStore(self.settings.state_root).env(name).state_file
             if state_file.exists():
                 state = json.loads(state_file.read_text())
                 if tagged_processes(state["env_id"]):
@@ -151,17 +151,10 @@ class EnvironmentManager:
     def keep_history(self, env: Environment) -> Path | None:
         """Copy the environment's history (faults, service events, test marks, workload
         operations) into the run directory, where checkers and reports read it offline."""
-        source = env.state_dir / "history.jsonl"
+        source = env.paths.history_file
         if not source.exists():
             return None
-        target = self.run_dir / "histories" / f"{env.name}.jsonl"
+        target = RunPaths(self.run_dir).history_file(env.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         return target
-
-    def envs_of(self, keys: list[tuple[Path, str]]) -> list[Started]:
-        return [self.started[k] for k in keys if k in self.started]
-
-
-def wall_clock() -> float:
-    return time.time()

@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 
 from ..reports import (
-    HISTORY_FILE,
     OUTCOMES_ENV,
-    REPORT_FILE,
     Comparison,
     HistoryDB,
     Policy,
@@ -28,6 +26,7 @@ from ..reports import (
     git_commit,
     regressions,
 )
+from ..store import StateStore
 from ..topology import parse_duration
 from ._options import Settings
 from ._results import RunResults
@@ -95,11 +94,11 @@ def finish(session: pytest.Session, results: RunResults, settings: Settings) -> 
     fail_on = bool(config.getoption("--shakedown-fail-on-regression")
                    or config.getini("shakedown_fail_on_regression"))
     results.write()  # results.json first: the report reads the run directory
-    run = StoredRun.from_results(results.to_dict(), results.run_dir)
+    run = StoredRun.from_results(results.to_results(), results.paths)
     commit = git_commit(settings.rootdir)
     if commit:
         run.data["git_commit"] = commit
-    db = HistoryDB(settings.state_root / HISTORY_FILE)
+    db = HistoryDB(StateStore(settings.state_root).history_db)
     comparisons: list[Comparison] = []
     try:
         comparisons = compare(run, db, reported.policy)
@@ -115,7 +114,7 @@ def finish(session: pytest.Session, results: RunResults, settings: Settings) -> 
         try:
             html = build_report(run, db=db, policy=reported.policy, comparisons=comparisons,
                                 fail_on_regression=fail_on)
-            reported.report = results.run_dir / REPORT_FILE
+            reported.report = results.paths.report_file
             reported.report.write_text(html, encoding="utf-8")
         except Exception as exc:
             reported.problems.append(f"report not written: {type(exc).__name__}: {exc}")

@@ -1,18 +1,19 @@
 """What a run produced, collected from test reports (on the xdist controller too): outcomes
 that never fold skipped, failed or errored tests into passed, measurements and targets,
-environments with their services and versions. Written to ``.shakedown/runs/RUN_ID/``
-as results.json and summarised in the terminal."""
+environments with their services and versions. Written to the run's directory as
+``store.Results`` and summarised in the terminal."""
 
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ..store import Results, RunPaths, TestRecord
 
 MEASURE_PREFIX = "shakedown.measure."
 TARGET_MISSED = "shakedown.target_missed"
@@ -21,28 +22,21 @@ LOGS = "shakedown.logs"
 
 
 @dataclass
-class TestResult:
-    nodeid: str
-    outcome: str = "not run"
-    duration: float = 0.0
-    reason: str = ""
-    longrepr: str = ""
-    measurements: dict[str, float] = field(default_factory=dict)
-    targets_missed: list[str] = field(default_factory=list)
-
-
-@dataclass
 class RunResults:
     run_id: str
     run_dir: Path
     started: float = field(default_factory=time.time)
-    tests: dict[str, TestResult] = field(default_factory=dict)
+    tests: dict[str, TestRecord] = field(default_factory=dict)
     environments: dict[str, dict[str, Any]] = field(default_factory=dict)
     log_copies: set[str] = field(default_factory=set)
     targets: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def paths(self) -> RunPaths:
+        return RunPaths(self.run_dir)
+
     def add(self, report: pytest.TestReport) -> None:
-        result = self.tests.setdefault(report.nodeid, TestResult(report.nodeid))
+        result = self.tests.setdefault(report.nodeid, TestRecord(report.nodeid))
         result.duration += report.duration
         self._properties(result, report)
         outcome = _outcome(report)
@@ -53,7 +47,7 @@ class RunResults:
             elif report.failed:
                 result.longrepr = str(report.longrepr)[-4000:]
 
-    def _properties(self, result: TestResult, report: pytest.TestReport) -> None:
+    def _properties(self, result: TestRecord, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
             if name.startswith(MEASURE_PREFIX):
                 result.measurements[name[len(MEASURE_PREFIX):]] = float(str(value))
@@ -77,25 +71,14 @@ class RunResults:
             counts[result.outcome] = counts.get(result.outcome, 0) + 1
         return counts
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "started": self.started,
-            "finished": time.time(),
-            "host": platform.node(),
-            "python": platform.python_version(),
-            "counts": self.counts(),
-            "tests": [vars(t) for t in self.tests.values()],
-            "environments": list(self.environments.values()),
-            "targets": self.targets,
-            "logs": sorted(self.log_copies),
-        }
+    def to_results(self) -> Results:
+        return Results(run_id=self.run_id, started=self.started, finished=time.time(),
+                       tests=list(self.tests.values()),
+                       environments=list(self.environments.values()), targets=self.targets,
+                       logs=sorted(self.log_copies))
 
     def write(self) -> Path:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / "results.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        return self.to_results().write(self.paths)
 
 
 _RANKS = {"not run": 0, "passed": 1, "skipped": 2, "xfailed": 2, "xpassed": 2, "failed": 3,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..store import OUTCOMES, RunPaths, TestRecord
 from ._historydb import (
     HistoryDB,
     MetricTrend,
@@ -28,17 +29,12 @@ from ._repeat import (
     read_outcomes,
     run_repeated,
 )
-from ._run import OUTCOMES, StoredRun, TestRecord, latest_run
+from ._run import StoredRun, latest_run
 from ._timeline import Event, Interval, OpSpan, TestTimeline, timelines
 
-REPORT_FILE = "report.html"
-HISTORY_FILE = "history.db"
-
 __all__ = [
-    "HISTORY_FILE",
     "OUTCOMES",
     "OUTCOMES_ENV",
-    "REPORT_FILE",
     "Comparison",
     "Event",
     "HistoryDB",
@@ -72,8 +68,8 @@ __all__ = [
 
 
 def default_history_db(run_dir: Path) -> Path:
-    """``.shakedown/history.db`` for a run in ``.shakedown/runs/RUN_ID``."""
-    return run_dir.resolve().parent.parent / HISTORY_FILE
+    """The history database of the state directory the run belongs to."""
+    return RunPaths(run_dir).store.history_db
 
 
 DEFAULT_POLICY = Policy()
@@ -88,7 +84,7 @@ def build_report(run: StoredRun, *, db: HistoryDB | None = None,
 
     if comparisons is None:
         comparisons = compare(run, db, policy) if db is not None and db.exists() else []
-    if db is not None and "git_commit" not in run.data:
+    if db is not None and not run.data.get("git_commit"):
         commit = db.commit_of(run.run_id)
         if commit:
             run.data["git_commit"] = commit
@@ -102,7 +98,7 @@ def write_report(run_dir: Path, *, output: Path | None = None, db_path: Path | N
     ``run_dir/report.html``); returns the path written."""
     run = StoredRun.load(run_dir)
     db = HistoryDB(db_path or default_history_db(run_dir))
-    target = output or run_dir / REPORT_FILE
+    target = output or RunPaths(run_dir).report_file
     target.write_text(build_report(run, db=db if db.exists() else None, policy=policy),
                       encoding="utf-8")
     return target

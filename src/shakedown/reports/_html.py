@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+from ..store import TestRecord
 from . import _format
 from ._historydb import HistoryDB, Point, TestTrend
 from ._regressions import Comparison
-from ._run import StoredRun, TestRecord
+from ._run import StoredRun
 from ._timeline import TestTimeline, timelines
 
 SPARK_POINTS = 20
@@ -323,7 +324,7 @@ def _footer(run: StoredRun) -> str:
     except metadata.PackageNotFoundError:
         version = "?"
     return (f'<footer>shakedown {_e(version)} · written {_e(_format.when(time.time()))} · '
-            f"machine-readable: <code>{_e(run.run_dir / 'results.json')}</code> and JUnit XML "
+            f"machine-readable: <code>{_e(run.paths.results_file)}</code> and JUnit XML "
             "(--junitxml)</footer>")
 
 

@@ -100,12 +100,13 @@ def _windows(ops: list[Op]) -> dict[str, tuple[float, float]]:
     open_: dict[str, float] = {}
     last = ops[-1].time if ops else 0.0
     for op in ops:
-        if op.process == NEMESIS and op.f == "test" and isinstance(op.value, dict):
-            nodeid = str(op.value.get("target"))
-            if op.value.get("event") == "start":
-                open_[nodeid] = op.time
-            elif op.value.get("event") == "end" and nodeid in open_:
-                windows.setdefault(nodeid, (open_.pop(nodeid), op.time))
+        mark = op.test_mark()
+        if mark is None:
+            continue
+        if mark.event == "start":
+            open_[mark.nodeid] = mark.time
+        elif mark.nodeid in open_:
+            windows.setdefault(mark.nodeid, (open_.pop(mark.nodeid), mark.time))
     for nodeid, start in open_.items():  # the run ended inside the test
         windows.setdefault(nodeid, (start, last))
     return windows

@@ -1,17 +1,27 @@
 """The service base: what every kind exposes (host, port, url, log, pids, exports) and the
-lifecycle the environment drives (prepare once, start, wait until ready, stop). Kinds that run
-processes get kill / pause / resume / restart from ``ProcessService``; capabilities are
-protocols (``Killable``, ``Pausable``) so that faults can ask a service what it supports."""
+lifecycle the environment drives (prepare once, start, wait until ready, stop).
+
+- ``Service`` registers each subclass declared with ``kind=...`` (``class RedisService(
+  ServerService, kind="redis")``): the registry is the kind table, and ``doctor`` walks it.
+- ``SpawnedService``: kinds made of processes shakedown spawns get kill / pause / resume /
+  restart on their process groups.
+- ``ServerService``: kinds that run a server binary declare it (``binary = Binary(...)``) and
+  get its lookup (``bin_dir``, PATH, the system directories), version, doctor line and install
+  hint, and the readiness wait with their probe, from here.
+Abilities are protocols (``_protocols``) so that faults and the plugin ask what a service
+supports, not what it is."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
+import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 from ..errors import FaultError, MissingBinaryError
 from ..process import (
@@ -23,25 +33,58 @@ from ..process import (
     signal_family,
     stop_family,
     stop_group,
+    wait_ready,
 )
 from ..topology import ServiceSpec, Topology
 
 LOOPBACK = "127.0.0.1"
 
 
-def find_binary(name: str, *, kind: str, bin_dir: str | None, system_dirs: str,
-                install: str) -> str:
-    """A server binary: in ``bin_dir`` when the topology gives one, else on PATH or in the
-    system directories Debian installs it to (``/usr/sbin`` is not on every PATH)."""
-    if bin_dir:
-        candidate = shutil.which(name, path=bin_dir)
-        searched = [f"bin_dir = {bin_dir!r}"]
-    else:
-        candidate = shutil.which(name) or shutil.which(name, path=system_dirs)
-        searched = [f"{name} on PATH and in {system_dirs}"]
-    if candidate is None:
-        raise MissingBinaryError(name, kind=kind, searched=searched, install=install)
-    return candidate
+@dataclass(frozen=True)
+class DoctorLine:
+    """One line of ``shakedown doctor``: a component, whether it is usable, and how to get it."""
+
+    name: str
+    ok: bool
+    detail: str
+    install: str = ""
+
+
+@dataclass(frozen=True)
+class Binary:
+    """A server binary a kind runs: its name, where Debian installs it (``/usr/sbin`` is not on
+    every PATH), the command that installs it, and how to read its version."""
+
+    name: str
+    install: str
+    system_dirs: str = "/usr/bin:/usr/sbin:/usr/local/bin"
+    version_args: tuple[str, ...] = ("--version",)
+    version_pattern: str = r"(\d+\.\d+(?:\.\d+)?)"
+    """The version in the first line of the output (group 1)."""
+
+    def find(self, kind: str, bin_dir: str | None = None) -> str:
+        """The binary in ``bin_dir`` when the topology gives one, else on PATH or in the
+        system directories; MissingBinaryError naming what was searched otherwise."""
+        if bin_dir:
+            candidate = shutil.which(self.name, path=bin_dir)
+            searched = [f"bin_dir = {bin_dir!r}"]
+        else:
+            candidate = shutil.which(self.name) or shutil.which(self.name, path=self.system_dirs)
+            searched = [f"{self.name} on PATH and in {self.system_dirs}"]
+        if candidate is None:
+            raise MissingBinaryError(self.name, kind=kind, searched=searched,
+                                     install=self.install)
+        return candidate
+
+    def version_line(self, path: str) -> str:
+        out = subprocess.run([path, *self.version_args], capture_output=True, text=True,
+                             check=False)
+        lines = (out.stdout or out.stderr).strip().splitlines()
+        return lines[0] if lines else "?"
+
+    def version(self, path: str) -> str:
+        found = re.search(self.version_pattern, self.version_line(path))
+        return found.group(1) if found else "?"
 
 
 @dataclass
@@ -64,6 +107,11 @@ class ServiceContext:
     link_port: Callable[[str], int | None] = lambda _name: None
     """The proxy port of one of the service's own internal links (None without a proxy)."""
 
+    def front(self) -> Service | None:
+        """The service that fronts this one (the topology's ``fronts``), if any."""
+        name = self.topology.front_of(self.name)
+        return self.peer(name) if name is not None else None
+
 
 @dataclass(frozen=True)
 class InternalLink:
@@ -79,10 +127,31 @@ class InternalLink:
 
 
 class Service:
-    """Base of every service kind. Subclasses set ``kind`` and implement the hooks."""
+    """Base of every service kind. A kind's class says ``kind="name"`` in its bases (which
+    registers it) and implements the hooks."""
 
     kind: ClassVar[str]
+    registry: ClassVar[dict[str, type[Service]]] = {}
+    """Every kind's class, by kind name: filled as kind modules are imported."""
     port_count: ClassVar[int] = 1
+    runs_as_service_user: ClassVar[bool] = True
+    """Servers run as the unprivileged service user when shakedown runs as root; a user's
+    own processes (and this virtualenv's Python) as the invoking user."""
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind is None:
+            return
+        if kind in Service.registry:
+            raise TypeError(f"two service classes for kind {kind!r}: "
+                            f"{Service.registry[kind].__qualname__} and {cls.__qualname__}")
+        cls.kind = kind
+        Service.registry[kind] = cls
+
+    @classmethod
+    def doctor(cls) -> list[DoctorLine]:
+        """What ``shakedown doctor`` says about this kind (nothing to say by default)."""
+        return []
 
     @classmethod
     def ports_for(cls, spec: ServiceSpec) -> int:
@@ -199,19 +268,7 @@ class Service:
         return "running" if len(alive) == len(self.processes) else "partial"
 
 
-@runtime_checkable
-class Killable(Protocol):
-    def kill(self, role: str | None = None) -> None: ...
-    def restart(self) -> None: ...
-
-
-@runtime_checkable
-class Pausable(Protocol):
-    def pause(self, role: str | None = None) -> None: ...
-    def resume(self, role: str | None = None) -> None: ...
-
-
-class ProcessService(Service):
+class SpawnedService(Service):
     """A service made of local processes: stop, kill, pause, resume, start and restart act on
     their process groups; restart keeps the port and the data."""
 
@@ -262,6 +319,47 @@ class ProcessService(Service):
                 fix=["name one of the processes listed, or none for all of them"],
             )
         return chosen
+
+
+class ServerService(SpawnedService):
+    """A kind that runs a server binary: declares ``binary`` and gets its lookup, version and
+    doctor line; ``await_ready`` runs the kind's readiness probe."""
+
+    binary: ClassVar[Binary]
+    product: ClassVar[str] = ""
+    """How versions name the server ("Redis 7.0.15"); the kind's name by default."""
+
+    def __init__(self, spec: ServiceSpec, ctx: ServiceContext) -> None:
+        super().__init__(spec, ctx)
+        self._binary_path: str | None = None
+
+    @property
+    def binary_path(self) -> str:
+        """The server binary (found once; a missing one fails before anything starts)."""
+        if self._binary_path is None:
+            self._binary_path = self.binary.find(self.kind, getattr(self.spec, "bin_dir", None))
+        return self._binary_path
+
+    def version(self) -> str:
+        return f"{self.product or self.kind} {self.binary.version(self.binary_path)}"
+
+    @classmethod
+    def doctor(cls) -> list[DoctorLine]:
+        try:
+            path = cls.binary.find(cls.kind)
+        except MissingBinaryError as exc:
+            return [DoctorLine(cls.binary.name, False, exc.what, cls.binary.install)]
+        return [DoctorLine(cls.binary.name, True, f"{path}: {cls.binary.version_line(path)}")]
+
+    def await_ready(self, probe: Callable[[], bool], check: str, *,
+                    interval: float = 0.001, max_interval: float = 0.005,
+                    watch: Sequence[Spawned] | None = None) -> None:
+        """Wait until ``probe`` answers (it raises NotReady or an error until then), watching
+        the processes so that a dead server fails at once; records ``ready_seconds``."""
+        self.ready_seconds = wait_ready(probe, service=self.name, check=check,
+                                        timeout=self.spec.ready_timeout,
+                                        watch=self.processes if watch is None else watch,
+                                        interval=interval, max_interval=max_interval)
 
 
 def _is_stopped(pid: int) -> bool:

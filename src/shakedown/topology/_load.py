@@ -16,12 +16,13 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from ..errors import TopologyError, did_you_mean
+from ..names import DEFAULT_FILE as DEFAULT_FILE
+from ._base import ServiceSpec
 from ._durations import Target
-from ._models import KINDS, ProcessSpec, ServiceSpec, TopologyModel
+from ._models import KINDS, TopologyModel
 from ._named import named_services
 from ._refs import Ref, find_refs
 
-DEFAULT_FILE = "shakedown.toml"
 OWN_ONLY = ("python",)
 """References a service may make to itself only: ``{python}`` is the interpreter running
 shakedown, so a user's Python process gets the same installed packages as the tests."""
@@ -60,6 +61,13 @@ class Topology:
             deps.add(primary)
         deps.update(service for service, _ in named_services(spec).values())
         return deps
+
+    def front_of(self, name: str) -> str | None:
+        """The service that fronts ``name`` (its spec's ``fronts`` key names it), if any."""
+        for other, spec in self.services.items():
+            if spec.fronts is not None and getattr(spec, spec.fronts) == name:
+                return other
+        return None
 
     def start_order(self) -> list[str]:
         """Services sorted so that each comes after what it depends on (file order otherwise)."""
@@ -164,7 +172,7 @@ def _validation_error(exc: ValidationError, raw: dict[str, Any], label: str) -> 
         path = ".".join(str(part) for part in loc) or "(top level)"
         if error["type"] == "extra_forbidden":
             key = str(loc[-1])
-            hint = did_you_mean(key, _fields_at(loc[:-1], raw))
+            hint = did_you_mean(key, _fields_at(loc[:-1], raw)) or _other_kinds(key, loc)
             lines.append(f"{path}: unknown key {key!r}{hint}")
         elif error["type"] == "missing":
             lines.append(f"{path}: missing required key")
@@ -178,6 +186,16 @@ def _validation_error(exc: ValidationError, raw: dict[str, Any], label: str) -> 
         fix=["correct the key named above (README: Topology reference lists every key)"],
         details="\n".join(f"also: {line}" for line in rest),
     )
+
+
+def _other_kinds(key: str, loc: tuple[int | str, ...]) -> str:
+    """' (a key of kind citus)' when a service's unknown key belongs to other kinds."""
+    if len(loc) != 3 or loc[0] != "services":
+        return ""
+    owners = sorted(kind for kind, model in KINDS.items() if key in model.model_fields)
+    if not owners:
+        return ""
+    return f" (a key of kind {' or '.join(repr(k) for k in owners)}, not of this one)"
 
 
 def _clean(message: str) -> str:
@@ -240,17 +258,8 @@ def _model_in(annotation: Any) -> tuple[Any, bool]:
 
 
 def _service_refs(spec: ServiceSpec) -> Iterator[Ref]:
-    for text in _templated_strings(spec):
+    for text in spec.templated_strings():
         yield from find_refs(text)
-
-
-def _templated_strings(spec: ServiceSpec) -> Iterator[str]:
-    if isinstance(spec, ProcessSpec):
-        yield from spec.command
-        yield from spec.env.values()
-        yield spec.url
-        if spec.ready.command:
-            yield from spec.ready.command
 
 
 def _check_cross_references(topology: Topology, label: str, where: Path) -> None:

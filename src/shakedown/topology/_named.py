@@ -4,14 +4,10 @@ name and the kind, and makes the named service a dependency."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._models import ServiceSpec
+from ._base import ServiceSpec
 
 
 def named_services(spec: ServiceSpec) -> dict[str, tuple[str, tuple[str, ...]]]:
     """``{key: (service, accepted kinds)}`` for every such key that is set."""
-    fields: dict[str, tuple[str, ...]] = getattr(type(spec), "service_fields", {})
-    return {key: (getattr(spec, key), kinds) for key, kinds in fields.items()
+    return {key: (getattr(spec, key), kinds) for key, kinds in spec.service_fields.items()
             if getattr(spec, key, None)}

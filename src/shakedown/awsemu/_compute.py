@@ -1,0 +1,91 @@
+"""The compute bridge: where the emulator runs code instead of only recording it. It answers
+Lambda ``Invoke`` itself (native workers), hooks moto's EC2 model (instances as processes, the
+metadata service), serves the declared HTTP APIs on their ports, and lists all of it at
+``GET /_shakedown/compute``. The fault middleware calls it; moto's reset resets it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ._apigw import ApiServers, HttpApi
+from ._ec2 import IMDS_PREFIX, Instances
+from ._events import Events
+from ._lambda import Function, LambdaRuntime, NotRunnable
+from ._lambda_api import INVOKE_PATH, handle_invoke
+from ._settings import DEFAULT_ACCOUNT, ComputeSettings
+from ._wsgi import Environ, StartResponse, json_response
+
+
+class ComputeBridge:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.settings = ComputeSettings.from_config(config)
+        self.events = Events(self.settings.log_path("compute").with_suffix(".jsonl"))
+        self.runtime = LambdaRuntime(self.settings, self.events)
+        self.instances = Instances(self.settings, self.events) if self.settings.amis else None
+        self.apis = ApiServers()
+
+    def start(self) -> None:
+        """Install the EC2 hooks and open the APIs' ports (before the emulator answers)."""
+        if self.instances is not None:
+            self.instances.install()
+        for name, spec in self.settings.apis.items():
+            api = HttpApi(name, spec, self.runtime, self.function, DEFAULT_ACCOUNT)
+            self.apis.start(self.settings.host, int(spec["port"]), api)
+
+    def function(self, name: str) -> Function | None:
+        """A function by name, in the emulator's region and default account."""
+        from moto.awslambda.models import lambda_backends
+
+        try:
+            model = lambda_backends[DEFAULT_ACCOUNT][self.settings.region].get_function(name)
+            return self.runtime.function(model)
+        except NotRunnable:
+            raise
+        except Exception:
+            return None
+
+    # -- requests --------------------------------------------------------------------
+    def intercept(self, environ: Environ, start_response: StartResponse
+                  ) -> Iterable[bytes] | None:
+        """Answer the request here, or None to let moto answer it."""
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") == "POST" and path.startswith("/2015-03-31/"):
+            match = INVOKE_PATH.match(path)
+            if match:
+                return handle_invoke(self.runtime, environ, start_response, match.group(1))
+        return None
+
+    def after(self) -> None:
+        """After moto answered: start the processes of instances it launched."""
+        if self.instances is not None:
+            self.instances.flush()
+
+    def control(self, environ: Environ, start_response: StartResponse, path: str
+                ) -> Iterable[bytes] | None:
+        if path.startswith(IMDS_PREFIX):
+            if self.instances is None:
+                return json_response(start_response, 404, {"error": "no AMI is mapped"})
+            return self.instances.imds(environ, start_response, path)
+        if path == "compute" and environ.get("REQUEST_METHOD") == "GET":
+            return json_response(start_response, 200, self.describe())
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"workers": self.runtime.workers(),
+                "instances": self.instances.describe() if self.instances else [],
+                "apis": {name: {"port": spec["port"], "routes": spec["routes"]}
+                         for name, spec in self.settings.apis.items()}}
+
+    # -- lifecycle -------------------------------------------------------------------
+    def reset(self) -> None:
+        self.runtime.reset()
+        if self.instances is not None:
+            self.instances.reset()
+
+    def shutdown(self) -> None:
+        self.apis.shutdown()
+        if self.instances is not None:
+            self.instances.shutdown()
+        self.runtime.shutdown()
+        self.events.close()
