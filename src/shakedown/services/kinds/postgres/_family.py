@@ -7,7 +7,9 @@ and superuser connections. Kinds mix ``PostgresFamily`` into their service class
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import psycopg
@@ -143,3 +145,28 @@ class PostgresFamily:
 
     def restore_family(self, state: Mapping[str, Any]) -> None:
         self.password = state.get("password", self.password)
+
+
+class BackgroundDrops:
+    """Database drops run one at a time off the test's path (the next test does not wait for
+    the last one's cleanup); ``wait`` blocks until every drop submitted so far is done."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def run(self, drop: Callable[[], None], *, wait: bool) -> None:
+        if wait:
+            drop()
+            return
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"drop-{self._label}")
+            self._pool.submit(drop)
+
+    def wait(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import secrets
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,6 +27,7 @@ from ._binaries import Template
 from ._family import (
     COMMON_SETTINGS,
     SUPERUSER,
+    BackgroundDrops,
     PostgresFamily,
     conf_value,
     pg_dsn,
@@ -76,7 +76,7 @@ class PostgresServer(PostgresFamily, SpawnedService):
         super().__init__(spec, ctx)
         self.init_family()
         self._template: Template | None = None
-        self._dropper: ThreadPoolExecutor | None = None
+        self._drops = BackgroundDrops(self.name)
         self.created_databases: list[str] = []  # by fresh_database, until dropped
 
     # -- addresses ---------------------------------------------------------------------------
@@ -288,13 +288,7 @@ class PostgresServer(PostgresFamily, SpawnedService):
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(name)))
 
-        if wait:
-            drop()
-            return
-        with self._lock:
-            if self._dropper is None:
-                self._dropper = ThreadPoolExecutor(1, thread_name_prefix=f"drop-{self.name}")
-            self._dropper.submit(drop)
+        self._drops.run(drop, wait=wait)
 
     def reset_after_test(self) -> None:
         """Drop the databases the test made (in the background: the next test does not wait)."""
@@ -307,10 +301,7 @@ class PostgresServer(PostgresFamily, SpawnedService):
         super().stop()
 
     def wait_for_drops(self) -> None:
-        with self._lock:
-            dropper, self._dropper = self._dropper, None
-        if dropper is not None:
-            dropper.shutdown(wait=True)
+        self._drops.wait()
 
     def _replica_names(self) -> list[str]:
         return [name for name, spec in self.ctx.topology.services.items()

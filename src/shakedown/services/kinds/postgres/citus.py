@@ -48,7 +48,7 @@ from ....topology.specs.postgres import PostgresSpec
 from ..._base import LOOPBACK, DoctorLine, InternalLink, ServiceContext, SpawnedService
 from . import _extensions
 from ._binaries import run_sql_file
-from ._family import SUPERUSER
+from ._family import SUPERUSER, BackgroundDrops
 from ._server import Database, PostgresServer
 
 COORDINATOR = "coordinator"
@@ -169,7 +169,7 @@ class CitusService(SpawnedService, kind="citus"):
         self.password = secrets.token_urlsafe(18)
         self.nodes = [self._make_node(i) for i in range(spec.workers + spec.spare_workers + 1)]
         self.created_databases: list[str] = []  # by fresh_database, until dropped
-        self._dropper: ThreadPoolExecutor | None = None
+        self._drops = BackgroundDrops(self.name)
 
     def _make_node(self, index: int) -> CitusNode:
         role = COORDINATOR if index == 0 else f"worker{index}"
@@ -455,13 +455,7 @@ class CitusService(SpawnedService, kind="citus"):
         def drop() -> None:
             _parallel(self.nodes, lambda node: node.drop_database(name))
 
-        if wait:
-            drop()
-            return
-        with self._lock:
-            if self._dropper is None:
-                self._dropper = ThreadPoolExecutor(1, thread_name_prefix=f"drop-{self.name}")
-            self._dropper.submit(drop)
+        self._drops.run(drop, wait=wait)
 
     def reset_after_test(self) -> None:
         """Drop the databases the test made, on every node (in the background: the next test
@@ -471,10 +465,7 @@ class CitusService(SpawnedService, kind="citus"):
         self.created_databases.clear()
 
     def wait_for_drops(self) -> None:
-        with self._lock:
-            dropper, self._dropper = self._dropper, None
-        if dropper is not None:
-            dropper.shutdown(wait=True)
+        self._drops.wait()
 
     # -- persistence -------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
