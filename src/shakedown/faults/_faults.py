@@ -86,15 +86,17 @@ class Faults:
     def kill(self, service: str, process: str | None = None) -> Fault:
         """SIGKILL the service's processes (or the one named ``process``) with their children."""
         target = self._killable(service, "kill")
+        began = self._now()
         target.kill(process)
         return self._add("kill", service, {"process": process} if process else {},
-                         undo=lambda: self._start(service))
+                         undo=lambda: self._start(service), began=began)
 
     def stop(self, service: str) -> Fault:
         """Stop gracefully (as at ``down``), keeping data and port."""
         self._killable(service, "stop")
+        began = self._now()
         self._services[service].stop()
-        return self._add("stop", service, {}, undo=lambda: self._start(service))
+        return self._add("stop", service, {}, undo=lambda: self._start(service), began=began)
 
     def start(self, service: str) -> None:
         """Start a stopped or killed service again and wait until it is ready."""
@@ -113,9 +115,10 @@ class Faults:
     def pause(self, service: str, process: str | None = None) -> Fault:
         """SIGSTOP the service (and its children): clients hang until ``resume``."""
         target = self._pausable(service)
+        began = self._now()
         target.pause(process)
         return self._add("pause", service, {"process": process} if process else {},
-                         undo=lambda: target.resume(process))
+                         undo=lambda: target.resume(process), began=began)
 
     def resume(self, service: str, process: str | None = None) -> None:
         self._pausable(service).resume(process)
@@ -331,12 +334,15 @@ class Faults:
         self._record_end(fault)
 
     def _add(self, kind: str, target: str, params: dict[str, Any], *,
-             undo: Callable[[], None], fault_id: int | None = None) -> Fault:
+             undo: Callable[[], None], fault_id: int | None = None,
+             began: float | None = None) -> Fault:
+        """Register an injected fault. ``began`` is when injection started: a killed process
+        may be gone well before ``kill`` returns, and clients fail from that moment."""
         fault = Fault(fault_id or next(_ids), kind, target, params, undo, self)
         with self._lock:
             self._active.append(fault)
         self.used = True
-        self._record("fault-start", target, {"id": fault.id, "kind": kind, **params})
+        self._record("fault-start", target, {"id": fault.id, "kind": kind, **params}, at=began)
         return fault
 
     def _forget(self, match: Callable[[Fault], bool]) -> None:
@@ -350,11 +356,16 @@ class Faults:
     def _record_end(self, fault: Fault) -> None:
         self._record("fault-end", fault.target, {"id": fault.id, "kind": fault.kind})
 
-    def _record(self, f: str, target: str, params: Mapping[str, Any]) -> None:
+    def _now(self) -> float | None:
+        history = self._history()
+        return None if history is None else history.now()
+
+    def _record(self, f: str, target: str, params: Mapping[str, Any], *,
+                at: float | None = None) -> None:
         self.used = True
         history = self._history()
         if history is not None:
-            history.append(NEMESIS, "info", f, {"target": target, **params})
+            history.append(NEMESIS, "info", f, {"target": target, **params}, at=at)
 
     # -- lookups ---------------------------------------------------------------------------------
     def _service(self, name: str) -> Service:
