@@ -36,6 +36,8 @@ from ._protocols import (
     Pausable,
     ResetsPerTest,
     Restartable,
+    RoutesTasks,
+    TaskTarget,
 )
 
 
@@ -85,10 +87,12 @@ __all__ = [
     "Pausable",
     "ResetsPerTest",
     "Restartable",
+    "RoutesTasks",
     "ServerService",
     "Service",
     "ServiceContext",
     "SpawnedService",
+    "TaskTarget",
     "create_service",
     "doctor_lines",
 ]

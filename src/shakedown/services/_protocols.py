@@ -133,3 +133,25 @@ class AwsFaultable(Protocol):
     def clear_rules(self) -> None: ...
 
     def rules(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class TaskTarget:
+    """One running task a router can send traffic to: its address and the ECS-style facts a
+    route may select on (the task's ARN, its tags)."""
+
+    host: str
+    port: int
+    task_id: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@runtime_checkable
+class RoutesTasks(Protocol):
+    """A service that runs groups of tasks (an AWS emulator's ECS services): a router in front
+    asks it for the healthy running tasks of one ECS service, by cluster and service name, and
+    for a container port of the task definition; the answer changes as tasks start, stop and
+    are replaced, so a router asks again (e.g. every 100-200 ms)."""
+
+    def task_targets(self, cluster: str, service: str,
+                     container_port: int | None = None) -> list[TaskTarget]: ...
