@@ -108,14 +108,33 @@ def _first_line(exc: BaseException) -> str:
 @contextmanager
 def _watchdog(conn: Connection, seconds: float) -> Iterator[None]:
     """Shut the connection's socket down if the block takes longer than ``seconds``: the
-    blocked call then fails at once with a lost connection instead of waiting forever."""
-    timer = threading.Timer(seconds, _shutdown_socket, args=(conn.pgconn.socket,))
+    blocked call then fails at once with a lost connection instead of waiting forever.
+
+    The timer can fire just as the block completes (``cancel`` does not stop a callback that
+    already runs): the socket is then shut although the operation finished, so the connection
+    is closed here and the next operation reconnects instead of failing on a dead socket."""
+    lock = threading.Lock()
+    state = {"done": False, "fired": False}
+
+    def fire() -> None:
+        with lock:
+            if state["done"]:
+                return
+            state["fired"] = True
+            _shutdown_socket(conn.pgconn.socket)
+
+    timer = threading.Timer(seconds, fire)
     timer.daemon = True
     timer.start()
     try:
         yield
     finally:
         timer.cancel()
+        with lock:
+            state["done"] = True
+        if state["fired"]:
+            with suppress(Exception):
+                conn.close()
 
 
 def _shutdown_socket(fd: int) -> None:
