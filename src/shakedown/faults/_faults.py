@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -13,6 +14,7 @@ from ..errors import FaultError, did_you_mean
 from ..history import NEMESIS, History
 from ..netproxy import TOXIC_TYPES, ProxyControl
 from ..services import AwsFaultable, Killable, Pausable, Restartable, Service
+from ._schedule import Bounds, Candidates, Nemesis, candidates_of, default_seed, plan
 
 Direction = Literal["upstream", "downstream", "both"]
 DIRECTIONS: tuple[str, ...] = ("upstream", "downstream", "both")
@@ -86,17 +88,17 @@ class Faults:
     def kill(self, service: str, process: str | None = None) -> Fault:
         """SIGKILL the service's processes (or the one named ``process``) with their children."""
         target = self._killable(service, "kill")
-        began = self._now()
-        target.kill(process)
-        return self._add("kill", service, {"process": process} if process else {},
-                         undo=lambda: self._start(service), began=began)
+        with self._injecting("kill", service, {"process": process} if process else {},
+                             undo=lambda: self._start(service)) as fault:
+            target.kill(process)
+        return fault
 
     def stop(self, service: str) -> Fault:
         """Stop gracefully (as at ``down``), keeping data and port."""
         self._killable(service, "stop")
-        began = self._now()
-        self._services[service].stop()
-        return self._add("stop", service, {}, undo=lambda: self._start(service), began=began)
+        with self._injecting("stop", service, {}, undo=lambda: self._start(service)) as fault:
+            self._services[service].stop()
+        return fault
 
     def start(self, service: str) -> None:
         """Start a stopped or killed service again and wait until it is ready."""
@@ -115,10 +117,10 @@ class Faults:
     def pause(self, service: str, process: str | None = None) -> Fault:
         """SIGSTOP the service (and its children): clients hang until ``resume``."""
         target = self._pausable(service)
-        began = self._now()
-        target.pause(process)
-        return self._add("pause", service, {"process": process} if process else {},
-                         undo=lambda: target.resume(process), began=began)
+        with self._injecting("pause", service, {"process": process} if process else {},
+                             undo=lambda: target.resume(process)) as fault:
+            target.pause(process)
+        return fault
 
     def resume(self, service: str, process: str | None = None) -> None:
         self._pausable(service).resume(process)
@@ -139,7 +141,15 @@ class Faults:
         """Add a toxic of ``type`` to a link, in one direction or both. ``sources``: on a
         link several sources share (a Patroni member's inbound link), act only on the
         connections of these."""
-        sources = tuple(sources)
+        fault_id, undo, params = self._toxic(link, type, direction, toxicity,
+                                             tuple(sources), attributes)
+        return self._add(type, link, params, undo=undo, fault_id=fault_id)
+
+    def _toxic(self, link: str, type: str, direction: Direction, toxicity: float,
+               sources: tuple[str, ...], attributes: Mapping[str, float],
+               ) -> tuple[int, Callable[[], None], dict[str, Any]]:
+        """Add the toxics (all or nothing) without recording a fault: returns its id, how to
+        remove them and the parameters to record."""
         route = self._route(link)
         proxy = self._require_proxy()
         if type not in TOXIC_TYPES:
@@ -175,7 +185,7 @@ class Faults:
             params["toxicity"] = toxicity
         if sources:
             params["sources"] = list(sources)
-        return self._add(type, link, params, undo=undo, fault_id=fault_id)
+        return fault_id, undo, params
 
     def latency(self, link: str, ms: float, jitter: float = 0, *,
                 direction: Direction = "downstream", toxicity: float = 1.0) -> Fault:
@@ -220,16 +230,21 @@ class Faults:
                 f"no link crosses {sorted(side_a)} | {sorted(side_b)}: nothing to cut",
                 checked=[f"links: {declared or 'none'}"],
                 fix=["declare [links.NAME] from/to for the traffic to cut"])
-        parts = [self.toxic(r.name, "timeout", "both", timeout_ms=0,
-                            sources=_cut_sources(r, side_a, side_b))
-                 for r in crossing]
-        with self._lock:
-            for part in parts:
-                self._active.remove(part)
+        # The cut links are parts of this one fault: recorded once, as the partition.
+        parts: list[Callable[[], None]] = []
+        try:
+            for r in crossing:
+                parts.append(self._toxic(r.name, "timeout", "both", 1.0,
+                                         _cut_sources(r, side_a, side_b),
+                                         {"timeout_ms": 0})[1])
+        except BaseException:
+            for undo_part in parts:
+                undo_part()
+            raise
 
         def undo() -> None:
-            for part in parts:
-                part.undo()
+            for undo_part in parts:
+                undo_part()
 
         return self._add("partition", f"{sorted(side_a)} | {sorted(side_b)}",
                          {"links": [r.name for r in crossing]}, undo=undo)
@@ -274,6 +289,41 @@ class Faults:
             raise FaultError(f"service {name!r} ({service.kind}) is not an AWS emulator",
                              fix=["name a service of kind 'aws'"])
         return service
+
+    # -- schedules -------------------------------------------------------------------------------
+    def schedule(self, families: Iterable[str] = ("kill", "pause", "partition"), *,
+                 seed: int | None = None, duration: float | None = None,
+                 every: tuple[float, float] = (0.5, 2.0),
+                 lasting: tuple[float, float] = (0.5, 2.0),
+                 latency_ms: tuple[float, float] = (50.0, 500.0),
+                 bandwidth_kbps: tuple[float, float] = (16.0, 256.0)) -> Nemesis:
+        """Start a random, reproducible fault schedule (a context manager): one fault at a
+        time from ``families`` onto this environment's services, members and links, a gap of
+        ``every`` seconds between them, each healed after ``lasting`` seconds; everything healed
+        when the block ends. The same ``seed`` (default: ``SHAKEDOWN_SEED`` or a fresh one,
+        stored in the history) replays the same faults at the same offsets."""
+        bounds = Bounds(every, lasting, latency_ms, bandwidth_kbps)
+        bounds.check()
+        chosen = seed if seed is not None else default_seed()
+        steps = plan(chosen, tuple(families), self.candidates(), bounds)
+        first = next(steps)  # validates the families against the candidates now
+        return Nemesis(self, self._history, chosen, itertools.chain([first], steps),
+                       duration=duration).start()
+
+    def candidates(self) -> Candidates:
+        """What a schedule may act on in this environment."""
+        return candidates_of(self._services, self._links, self._labels())
+
+    def service_names(self) -> list[str]:
+        return list(self._services)
+
+    def service(self, name: str) -> Service:
+        """A service by name (raises a FaultError with a suggestion)."""
+        return self._service(name)
+
+    def partition_labels(self) -> set[str]:
+        """Every name a partition side may hold: services and cluster members."""
+        return set(self._services) | self._labels()
 
     # -- heal and bookkeeping ----------------------------------------------------------------
     def heal(self) -> None:
@@ -334,16 +384,27 @@ class Faults:
         self._record_end(fault)
 
     def _add(self, kind: str, target: str, params: dict[str, Any], *,
-             undo: Callable[[], None], fault_id: int | None = None,
-             began: float | None = None) -> Fault:
-        """Register an injected fault. ``began`` is when injection started: a killed process
-        may be gone well before ``kill`` returns, and clients fail from that moment."""
+             undo: Callable[[], None], fault_id: int | None = None) -> Fault:
+        """Register a fault (recorded as started now)."""
         fault = Fault(fault_id or next(_ids), kind, target, params, undo, self)
         with self._lock:
             self._active.append(fault)
         self.used = True
-        self._record("fault-start", target, {"id": fault.id, "kind": kind, **params}, at=began)
+        self._record("fault-start", target, {"id": fault.id, "kind": kind, **params})
         return fault
+
+    @contextmanager
+    def _injecting(self, kind: str, target: str, params: dict[str, Any], *,
+                   undo: Callable[[], None]) -> Iterator[Fault]:
+        """A fault recorded as started *before* the block injects it: a killed process may
+        be gone well before ``kill`` returns, and clients fail from that moment. When the
+        injection raises, the fault is recorded as ended at once and forgotten."""
+        fault = self._add(kind, target, params, undo=undo)
+        try:
+            yield fault
+        except BaseException:
+            self._forget(lambda f: f is fault)
+            raise
 
     def _forget(self, match: Callable[[Fault], bool]) -> None:
         with self._lock:
@@ -356,16 +417,11 @@ class Faults:
     def _record_end(self, fault: Fault) -> None:
         self._record("fault-end", fault.target, {"id": fault.id, "kind": fault.kind})
 
-    def _now(self) -> float | None:
-        history = self._history()
-        return None if history is None else history.now()
-
-    def _record(self, f: str, target: str, params: Mapping[str, Any], *,
-                at: float | None = None) -> None:
+    def _record(self, f: str, target: str, params: Mapping[str, Any]) -> None:
         self.used = True
         history = self._history()
         if history is not None:
-            history.append(NEMESIS, "info", f, {"target": target, **params}, at=at)
+            history.append(NEMESIS, "info", f, {"target": target, **params})
 
     # -- lookups ---------------------------------------------------------------------------------
     def _service(self, name: str) -> Service:
