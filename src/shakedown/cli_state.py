@@ -26,6 +26,17 @@ class ServiceView:
     processes: list[dict[str, Any]]
     log_parts: dict[str, Path]
     """Further logs of the service by key (``lambda/NAME``, ``ec2/ID`` of the aws kind)."""
+    restart_status: Path | None = None
+    """The restart supervisor's status file (a service with a restart policy)."""
+
+    def restarts(self) -> int | None:
+        """Restarts by the service's policy so far; None without a policy."""
+        if self.restart_status is None:
+            return None
+        try:
+            return int(json.loads(self.restart_status.read_text()).get("restarts", 0))
+        except (OSError, ValueError, AttributeError):
+            return 0
 
     @property
     def pids(self) -> list[int]:
@@ -108,7 +119,9 @@ def _service(name: str, state: dict[str, Any]) -> ServiceView:
                        log_path=Path(view["log_path"]),
                        processes=list(state.get("processes") or []),
                        log_parts={str(k): Path(v)
-                                  for k, v in (view.get("log_parts") or {}).items()})
+                                  for k, v in (view.get("log_parts") or {}).items()},
+                       restart_status=Path(view["restart_status"])
+                       if view.get("restart_status") else None)
 
 
 def _state(pid: int) -> str | None:
