@@ -216,3 +216,172 @@ def route_error(write_topology: Callable[..., Path], routes: str) -> str:
 def test_bad_routes_are_topology_errors(write_topology: Callable[..., Path], routes: str,
                                         expected: str) -> None:
     assert expected in route_error(write_topology, routes)
+
+
+# -- tasks of ECS services: a small real provider kind, added to a copy of the package --------
+FARM_SPEC = '''
+"""The ``taskfarm`` kind's spec (test only): groups of HTTP server tasks."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .._base import ServiceSpec
+
+
+class TaskFarmSpec(ServiceSpec):
+    kind: Literal["taskfarm"] = "taskfarm"
+    app: str
+'''
+
+FARM_SERVICE = '''
+"""The ``taskfarm`` kind (test only): runs real HTTP server processes as the tasks of named
+services, and answers ``task_targets`` (RoutesTasks) with those alive."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+import httpx
+
+from ...process import Spawned, spawn, stop_group
+from ...topology.specs.taskfarm import TaskFarmSpec
+from .._base import LOOPBACK, SpawnedService
+from .._protocols import TaskTarget
+
+
+class TaskFarmService(SpawnedService, kind="taskfarm"):
+    spec: TaskFarmSpec
+    tasks: dict[str, tuple[str, Spawned, int]]
+
+    def start(self) -> None:
+        self.tasks = {}
+
+    def wait_ready(self) -> None:
+        pass
+
+    def run_task(self, service: str) -> str:
+        with socket.socket() as probe:
+            probe.bind((LOOPBACK, 0))
+            port = probe.getsockname()[1]
+        task_id = f"{service}-{port}"
+        app = str(self.ctx.topology.resolve_path(self.spec.app))
+        proc = spawn([sys.executable, app, task_id, str(port)], role=task_id,
+                     log_path=self.ctx.log_dir / f"{task_id}.log", env_id=self.ctx.env_id)
+        self.processes.append(proc)
+        for _ in range(500):
+            try:
+                httpx.get(f"http://{LOOPBACK}:{port}/", timeout=1, trust_env=False)
+                break
+            except httpx.TransportError:
+                time.sleep(0.01)
+        self.tasks[task_id] = (service, proc, port)
+        return task_id
+
+    def stop_task(self, task_id: str) -> None:
+        stop_group(self.tasks.pop(task_id)[1], timeout=5)
+
+    def task_targets(self, cluster: str, service: str,
+                     container_port: int | None = None) -> list[TaskTarget]:
+        return [TaskTarget(LOOPBACK, port, task_id)
+                for task_id, (name, proc, port) in list(self.tasks.items())
+                if name == service and proc.alive()]
+'''
+
+FARM_TOPOLOGY = """
+[services.farm]
+kind = "taskfarm"
+app = "app.py"
+
+[services.lb]
+kind = "router"
+poll_interval = "100ms"
+
+[[services.lb.routes]]
+prefix = "/web"
+strip_prefix = true
+tasks = { from = "farm", cluster = "default", service = "web" }
+
+[[services.lb.routes]]
+prefix = "/session/{id}"
+strip_prefix = true
+tasks = { from = "farm", service = "session-{id}" }
+"""
+
+FARM_SCRIPT = '''
+import json, sys, time
+import httpx
+from shakedown.environment import Environment
+from shakedown.waits import eventually
+
+def get(path):
+    r = httpx.get(f"{env['lb'].url}{path}", timeout=5, trust_env=False)
+    return r.status_code, (json.loads(r.text) if r.status_code == 200 else None)
+
+def answers(path, code, name=None):
+    def check():
+        status, body = get(path)
+        return status == code and (name is None or body["name"] == name)
+    eventually(check, timeout=10, description=f"{path} -> {code} {name}")
+
+with Environment.from_file(sys.argv[1]) as env:
+    farm = env["farm"]
+    print("EMPTY", get("/web/x")[0], get("/session/abc/x")[0])
+    first = farm.run_task("web")
+    answers("/web/x", 200, first)
+    print("ONE", json.dumps(get("/web/x?q=1")[1]))
+    second = farm.run_task("web")
+    eventually(lambda: {get("/web/")[1]["name"] for _ in range(4)} == {first, second},
+               timeout=10)
+    print("TWO", "ok")
+    farm.stop_task(first)
+    eventually(lambda: all(get("/web/")[1]["name"] == second for _ in range(4)), timeout=10)
+    farm.stop_task(second)
+    answers("/web/x", 503)
+    print("GONE", "ok")
+    abc = farm.run_task("session-abc")
+    answers("/session/abc/edit", 200, abc)
+    print("SESSION", json.dumps(get("/session/abc/edit")[1]))
+    print("OTHER", get("/session/def/")[0])
+    defg = farm.run_task("session-def")
+    answers("/session/def/", 200, defg)
+    farm.stop_task(abc)
+    answers("/session/abc/", 503)
+    print("ISOLATED", get("/session/def/")[1]["name"] == defg)
+    print("BAD", get("/session/a%20b/")[0])
+'''
+
+
+def test_task_routes_follow_a_real_routes_tasks_provider(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import shakedown
+
+    copy = tmp_path / "pkg" / "shakedown"
+    shutil.copytree(Path(shakedown.__file__).parent, copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "topology" / "specs" / "taskfarm.py").write_text(FARM_SPEC)
+    (copy / "services" / "kinds" / "taskfarm.py").write_text(FARM_SERVICE)
+    (tmp_path / "app.py").write_text(APP)
+    topology = tmp_path / "shakedown.toml"
+    topology.write_text(FARM_TOPOLOGY)
+    env = {**{k: v for k, v in os.environ.items() if k.startswith("SHAKEDOWN_")},
+           "PYTHONPATH": str(copy.parent), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
+    result = subprocess.run([sys.executable, "-c", FARM_SCRIPT, str(topology)], env=env,
+                            capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    assert lines["EMPTY"] == "503 503", "no task yet: 503 on both routes"
+    one = json.loads(lines["ONE"])
+    assert one["name"].startswith("web-") and one["path"] == "/x?q=1"
+    assert lines["TWO"] == "ok" and lines["GONE"] == "ok"
+    session = json.loads(lines["SESSION"])
+    assert session["name"].startswith("session-abc-") and session["path"] == "/edit"
+    assert lines["OTHER"] == "503", "a session without its task gets 503, not another's"
+    assert lines["ISOLATED"] == "True"
+    assert lines["BAD"] == "503"
