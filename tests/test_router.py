@@ -385,3 +385,13 @@ def test_task_routes_follow_a_real_routes_tasks_provider(tmp_path: Path) -> None
     assert lines["OTHER"] == "503", "a session without its task gets 503, not another's"
     assert lines["ISOLATED"] == "True"
     assert lines["BAD"] == "503"
+
+
+def test_links_false_routes_straight_to_the_service(write_topology: Callable[..., Path]) -> None:
+    path = write_topology(SERVICES + ROUTER.replace('kind = "router"',
+                                                    'kind = "router"\nlinks = false'),
+                          app__py=APP, ws__py=WS)
+    with Environment.from_file(path) as env:
+        assert not [name for name in env.faults.routes if name.startswith("lb-")]
+        assert seen(env, "/api/x")["name"] == "api"
+        assert f"127.0.0.1:{env['api'].port}" in env["lb"].config_path.read_text()  # type: ignore[attr-defined]

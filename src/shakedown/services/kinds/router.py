@@ -38,8 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import httpx
-
 from ...errors import ServiceStartError
 from ...process import NotReady, spawn
 from ...topology import ServiceSpec
@@ -114,6 +112,8 @@ class RouterService(ServerService, kind="router"):
     def internal_links(self) -> list[InternalLink]:
         """One link to each routed service (unless a declared one exists): its traffic and
         health checks go through the fault proxy."""
+        if not self.spec.links:
+            return []
         names = dict.fromkeys(r.service for r in self.spec.routes if r.service is not None)
         return [InternalLink(name=f"{self.name}-{name}", source=self.name, to=name)
                 for name in names if not self._declared_link(name)]
@@ -241,7 +241,8 @@ class RouterService(ServerService, kind="router"):
                 continue
             if not any(s.startswith("UP") for s in states[backend.name].values()):
                 raise NotReady(f"route {backend.route.prefix} has no server up yet")
-        httpx.get(self.url, timeout=1.0, trust_env=False)  # the HTTP port answers
+        # The HTTP port accepts (a request would reach a user's upstream: not a probe's job).
+        socket.create_connection((self.host, self.port), timeout=1.0).close()
         return True
 
     def wait_ready(self) -> None:

@@ -146,6 +146,9 @@ class RouterSpec(ServiceSpec):
     """How often the tasks of task routes are asked again."""
     timeout: float = Field(default=30.0, gt=0)
     """Connect and idle time allowed to a request (a WebSocket's tunnel stays one hour)."""
+    links: bool = True
+    """Send each routed service's traffic through a link of the router's own (faults reach
+    it); ``false`` sends it straight to the service (no fault proxy in the path)."""
     bin_dir: str | None = None
 
     @field_validator("check_interval", "poll_interval", "timeout", mode="before")
