@@ -244,3 +244,24 @@ def test_restart_policy_on_a_kind_that_cannot_restart(
     assert ("services.cache.restart: unknown key 'restart' (a key of kind 'process', not of "
             "this one)"
             in str(info.value))
+
+
+def test_a_backoff_shows_as_restarting_and_down_ends_it(
+    write_topology: Callable[..., Path],
+) -> None:
+    path = topology(write_topology, """restart = "on-failure"
+        restart_backoff = { backoff = "30s" }""")
+    with Environment.from_file(path) as env:
+        exit_app(env, 2)
+        eventually(lambda: env["app"].status() == "restarting", timeout=10)
+        result = subprocess.run([sys.executable, "-m", "shakedown", "status"], cwd=path.parent,
+                                capture_output=True, text=True,
+                                env={**os.environ, "COLUMNS": "200"}, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        rows = [line.replace("\u2502", " ").split() for line in result.stdout.splitlines()]
+        app = next((row for row in rows if row[:1] == ["app"]), None)
+        assert app is not None and app[2] == "restarting", result.stdout
+        supervisor = env["app"].pids
+    # down did not wait out the 30 s backoff: the supervisor stopped at once
+    assert not tagged_processes(env.env_id)
+    assert supervisor

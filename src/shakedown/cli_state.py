@@ -29,21 +29,28 @@ class ServiceView:
     restart_status: Path | None = None
     """The restart supervisor's status file (a service with a restart policy)."""
 
+    def _supervisor(self) -> dict[str, Any]:
+        if self.restart_status is None:
+            return {}
+        try:
+            data = json.loads(self.restart_status.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def restarts(self) -> int | None:
         """Restarts by the service's policy so far; None without a policy."""
         if self.restart_status is None:
             return None
-        try:
-            return int(json.loads(self.restart_status.read_text()).get("restarts", 0))
-        except (OSError, ValueError, AttributeError):
-            return 0
+        return int(self._supervisor().get("restarts", 0))
 
     @property
     def pids(self) -> list[int]:
         return [int(p["pid"]) for p in self.processes if _alive(int(p["pid"]))]
 
     def status(self) -> str:
-        """'running', 'stopped', 'paused' or 'partial', as the service classes say it."""
+        """'running', 'stopped', 'paused', 'partial' or 'restarting' (a restart policy waits
+        out its backoff), as the service classes say it."""
         if not self.processes:
             return "stopped"
         alive = self.pids
@@ -51,7 +58,9 @@ class ServiceView:
             return "stopped"
         if any(_state(pid) == "T" for pid in alive):
             return "paused"
-        return "running" if len(alive) == len(self.processes) else "partial"
+        if len(alive) != len(self.processes):
+            return "partial"
+        return "restarting" if self._supervisor().get("state") == "backoff" else "running"
 
 
 @dataclass(frozen=True)
