@@ -305,8 +305,10 @@ class TaskFollower:
         while not self._stop.wait(self.interval):
             try:
                 self.sync()
-            except (OSError, RuntimeError):
-                continue  # HAProxy killed, paused or restarting: try again next time
+            except Exception:  # the follower must outlive any one failure
+                # HAProxy killed, paused or restarting, or the provider between answers (an
+                # emulator restarting): the next round brings the routes in step again.
+                continue
 
     def sync(self) -> None:
         with self._lock:
