@@ -159,14 +159,16 @@ def status(files: tuple[str, ...], name: str) -> None:
     from .cli_state import EnvironmentView, uptime
 
     env = EnvironmentView.load(name, _state_root(files))
-    table = Table("service", "kind", "state", "pid", "url", "uptime", title=f"{name} "
-                  f"({env.env_id})")
+    table = Table("service", "kind", "state", "pid", "url", "uptime", "restarts",
+                  title=f"{name} ({env.env_id})")
     table.columns[4].overflow = "fold"  # whole URLs, wrapped, never cut with an ellipsis
     for service in env.services.values():
         pids = service.pids
+        restarts = service.restarts()
         table.add_row(service.name, service.kind, service.status(),
                       ",".join(map(str, pids)) or "-", mask_url(service.url),
-                      uptime(pids[0]) if pids else "-")
+                      uptime(pids[0]) if pids else "-",
+                      "-" if restarts is None else str(restarts))
     console.print(table)
 
 

@@ -26,13 +26,31 @@ class ServiceView:
     processes: list[dict[str, Any]]
     log_parts: dict[str, Path]
     """Further logs of the service by key (``lambda/NAME``, ``ec2/ID`` of the aws kind)."""
+    restart_status: Path | None = None
+    """The restart supervisor's status file (a service with a restart policy)."""
+
+    def _supervisor(self) -> dict[str, Any]:
+        if self.restart_status is None:
+            return {}
+        try:
+            data = json.loads(self.restart_status.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def restarts(self) -> int | None:
+        """Restarts by the service's policy so far; None without a policy."""
+        if self.restart_status is None:
+            return None
+        return int(self._supervisor().get("restarts", 0))
 
     @property
     def pids(self) -> list[int]:
         return [int(p["pid"]) for p in self.processes if _alive(int(p["pid"]))]
 
     def status(self) -> str:
-        """'running', 'stopped', 'paused' or 'partial', as the service classes say it."""
+        """'running', 'stopped', 'paused', 'partial' or 'restarting' (a restart policy waits
+        out its backoff), as the service classes say it."""
         if not self.processes:
             return "stopped"
         alive = self.pids
@@ -40,7 +58,9 @@ class ServiceView:
             return "stopped"
         if any(_state(pid) == "T" for pid in alive):
             return "paused"
-        return "running" if len(alive) == len(self.processes) else "partial"
+        if len(alive) != len(self.processes):
+            return "partial"
+        return "restarting" if self._supervisor().get("state") == "backoff" else "running"
 
 
 @dataclass(frozen=True)
@@ -108,7 +128,9 @@ def _service(name: str, state: dict[str, Any]) -> ServiceView:
                        log_path=Path(view["log_path"]),
                        processes=list(state.get("processes") or []),
                        log_parts={str(k): Path(v)
-                                  for k, v in (view.get("log_parts") or {}).items()})
+                                  for k, v in (view.get("log_parts") or {}).items()},
+                       restart_status=Path(view["restart_status"])
+                       if view.get("restart_status") else None)
 
 
 def _state(pid: int) -> str | None:

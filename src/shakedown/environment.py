@@ -49,6 +49,7 @@ from .services import (
     InternalLink,
     Service,
     ServiceContext,
+    Supervised,
     create_service,
 )
 from .store import EnvPaths, StateStore
@@ -309,6 +310,8 @@ class Environment:
                 run_as=run_as if SERVICE_CLASSES[spec.kind].runs_as_service_user else None,
                 peer=self.__getitem__, peer_exports=self._exports_for(name),
                 link_port=self.link_ports.get,
+                volume_dir=StateStore(self.state_root).volumes(self.name) / name,
+                history_file=self.paths.history_file, origin=self.started_at,
             )
             self.services[name] = create_service(spec, ctx)
 
@@ -490,6 +493,7 @@ class Environment:
         if self._proxy is not None:
             self._proxy.close()
         kill_tagged(self.env_id)  # whatever escaped its process group
+        self._remove_volumes(keep_all=keep)
         if keep:
             self.save_state()
         else:
@@ -505,6 +509,19 @@ class Environment:
         if self.history is not None:
             self.history.close()
         return errors
+
+    def _remove_volumes(self, keep_all: bool) -> None:
+        """Volumes not marked ``keep`` end with the environment (all stay with ``--keep``)."""
+        if keep_all:
+            return
+        for service in self.services.values():
+            for volume in service.volumes().values():
+                if not volume.keep:
+                    remove_tree(volume.path)
+        root = StateStore(self.state_root).volumes(self.name)
+        for directory in [*sorted(root.glob("*"), reverse=True), root, root.parent]:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only when empty: kept volumes stay
 
     def _stop_services(self) -> list[BaseException]:
         """Stop dependents before what they depend on; independent ones in parallel."""
@@ -553,5 +570,7 @@ def _view(service: Service) -> dict[str, Any]:
     except Exception:  # a cluster between leaders: its addresses are read again next save
         exports, url = {}, ""
     parts = service.log_paths() if isinstance(service, HasLogParts) else {}
+    supervisor = service.restart_status_path if isinstance(service, Supervised) else None
     return {"url": url, "exports": exports, "log_path": str(service.log_path),
-            "log_parts": {key: str(path) for key, path in parts.items()}}
+            "log_parts": {key: str(path) for key, path in parts.items()},
+            "restart_status": str(supervisor) if supervisor is not None else None}

@@ -7,6 +7,7 @@ and the format of what a run leaves there. Everything else asks it for paths.
     state.json                   what another process needs to attach (0600: it holds passwords)
     history.jsonl                the environment's history (workloads, faults, service events)
     logs/SERVICE.log             each service's output
+  volumes/NAME/SERVICE/VOLUME    a service's named volume (removed at down unless kept)
   runs/RUN_ID/                   RunPaths: one pytest run
     results.json                 Results: outcomes, measurements, environments (modelled here)
     report.html                  the HTML report
@@ -110,6 +111,12 @@ class StateStore:
         """Environments that have a state file here."""
         return sorted(p.name for p in (self.root / "envs").glob("*")
                       if EnvPaths(p).state_file.exists())
+
+    def volumes(self, env_name: str) -> Path:
+        """``volumes/NAME/``: the named volumes of an environment's services
+        (``volumes/NAME/SERVICE/VOLUME``), beside ``envs/NAME`` so that a kept volume
+        outlives the environment's state, which the next ``up`` replaces."""
+        return self.root / "volumes" / env_name
 
     @property
     def runs_dir(self) -> Path:

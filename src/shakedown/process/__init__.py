@@ -18,9 +18,11 @@ from ._reaper import ReapReport, kill_tagged, reap, reap_env, tagged_processes
 from ._records import EnvRecord, all_records, current_owner, remove_tree
 from ._spawn import (
     Spawned,
+    descendants,
     family,
     group_members,
     kill_group,
+    kill_tree,
     log_tail,
     pid_alive,
     process_state,
@@ -31,6 +33,7 @@ from ._spawn import (
     stop_group,
     wait_group_gone,
 )
+from ._supervise import SupervisorState, read_status
 from ._users import RunAs, check_reachable, service_user
 from ._watchdog import Watchdog, start_watchdog
 
@@ -43,6 +46,7 @@ __all__ = [
     "ReapReport",
     "RunAs",
     "Spawned",
+    "SupervisorState",
     "Watchdog",
     "all_records",
     "cache_root",
@@ -50,17 +54,20 @@ __all__ = [
     "command_probe",
     "copy_tree",
     "current_owner",
+    "descendants",
     "disk_data_root",
     "family",
     "group_members",
     "http_probe",
     "kill_group",
     "kill_tagged",
+    "kill_tree",
     "log_probe",
     "log_tail",
     "pid_alive",
     "port_is_free",
     "process_state",
+    "read_status",
     "reap",
     "reap_env",
     "remove_tree",

@@ -237,6 +237,31 @@ def kill_group(proc: Spawned, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every live descendant of it."""
+    children: dict[int, list[int]] = {}
+    for child, (ppid, _) in _process_table().items():
+        children.setdefault(ppid, []).append(child)
+    found, queue = [pid], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def kill_tree(pid: int, timeout: float = 10.0) -> None:
+    """SIGKILL ``pid`` and its descendants (not the rest of its group: a supervisor in the
+    same group stays), and wait until they are gone."""
+    members = descendants(pid)
+    for member in members:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(pid_alive(m) for m in members):
+        time.sleep(0.005)
+
+
 def log_tail(path: Path, lines: int = 50) -> str:
     """The last ``lines`` lines of a log file ('' when it does not exist)."""
     try:

@@ -14,7 +14,7 @@ from typing import Any
 from ..history import NEMESIS, History, Op
 
 PRIMARY_ROLES = frozenset({"primary", "leader", "master"})
-SERVICE_EVENTS = ("starting", "ready", "failed", "stopped")
+SERVICE_EVENTS = ("starting", "ready", "failed", "stopped", "restarted", "gave-up")
 POINT_FAULTS = ("start", "restart", "resume")
 
 

@@ -23,6 +23,7 @@ from ._base import (
     Service,
     ServiceContext,
     SpawnedService,
+    Volume,
 )
 from ._protocols import (
     AwsFaultable,
@@ -37,6 +38,7 @@ from ._protocols import (
     ResetsPerTest,
     Restartable,
     RoutesTasks,
+    Supervised,
     TaskTarget,
 )
 
@@ -92,7 +94,9 @@ __all__ = [
     "Service",
     "ServiceContext",
     "SpawnedService",
+    "Supervised",
     "TaskTarget",
+    "Volume",
     "create_service",
     "doctor_lines",
 ]

@@ -30,6 +30,7 @@ from ..process import (
     kill_group,
     log_tail,
     process_state,
+    remove_tree,
     signal_family,
     stop_family,
     stop_group,
@@ -106,11 +107,34 @@ class ServiceContext:
     peer_exports: Callable[[str], Mapping[str, str]]
     link_port: Callable[[str], int | None] = lambda _name: None
     """The proxy port of one of the service's own internal links (None without a proxy)."""
+    volume_dir: Path | None = None
+    """Where the service's named volumes live: in the state directory, outside the data
+    directory, so that a kept volume outlives ``down`` and the next ``up`` finds it."""
+    history_file: Path | None = None
+    """The environment's history (JSON lines), for processes that record events themselves."""
+    origin: float | None = None
+    """The wall-clock time zero of that history."""
 
     def front(self) -> Service | None:
         """The service that fronts this one (the topology's ``fronts``), if any."""
         name = self.topology.front_of(self.name)
         return self.peer(name) if name is not None else None
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A named directory of a service that outlives its processes (kill, restart); ``down``
+    removes it unless ``keep``."""
+
+    name: str
+    path: Path
+    keep: bool = False
+
+    def prepare(self) -> None:
+        """Create it; a volume not kept starts empty (what a crashed run left is removed)."""
+        if not self.keep and self.path.exists():
+            remove_tree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -218,6 +242,10 @@ class Service:
     def version(self) -> str | None:
         """The server's version string, for reports; None when not applicable."""
         return None
+
+    def volumes(self) -> dict[str, Volume]:
+        """The service's named volumes (none by default): ``down`` removes those not kept."""
+        return {}
 
     # -- lifecycle hooks -------------------------------------------------------------------
     def prepare(self) -> None:

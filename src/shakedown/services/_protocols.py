@@ -155,3 +155,16 @@ class RoutesTasks(Protocol):
 
     def task_targets(self, cluster: str, service: str,
                      container_port: int | None = None) -> list[TaskTarget]: ...
+
+
+@runtime_checkable
+class Supervised(Protocol):
+    """A service whose process a supervisor starts again by a restart policy (``no``,
+    ``on-failure``, ``always``): the policy, the restarts so far, and the supervisor's status
+    file (None without a supervisor) that ``shakedown status`` reads."""
+
+    @property
+    def restart_policy(self) -> str: ...
+    def restarts(self) -> int: ...
+    @property
+    def restart_status_path(self) -> Path | None: ...

@@ -46,6 +46,12 @@ class ServiceSpec(Spec):
     """The key (one of ``service_fields``) naming the service this one fronts: clients of
     that service reach it through this one (HAProxy in front of a cluster)."""
 
+    def service_refs(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """Services named deeper in the spec than a top-level key (a router's
+        ``routes.0.service``): ``{key path: (service, accepted kinds)}``, no kinds meaning any.
+        The loader checks them as it checks ``service_fields``."""
+        return {}
+
     def templated_strings(self) -> Iterator[str]:
         """The values that may hold ``{name.attr}`` references (none unless the kind says)."""
         return iter(())

@@ -278,7 +278,7 @@ def _check_cross_references(topology: Topology, label: str, where: Path) -> None
                 )
         for key, (named, kinds) in named_services(spec).items():
             _require_service(named, services, label, f"services.{name}.{key}")
-            if services[named].kind not in kinds:
+            if kinds and services[named].kind not in kinds:
                 raise TopologyError(
                     f"{label}: services.{name}.{key}: {named!r} is a {services[named].kind} "
                     f"service, not {' or '.join(kinds)}",

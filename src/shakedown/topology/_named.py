@@ -8,6 +8,8 @@ from ._base import ServiceSpec
 
 
 def named_services(spec: ServiceSpec) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """``{key: (service, accepted kinds)}`` for every such key that is set."""
-    return {key: (getattr(spec, key), kinds) for key, kinds in spec.service_fields.items()
+    """``{key: (service, accepted kinds)}`` for every such key that is set, and the deeper
+    ones the spec names itself (``routes.0.service``); no kinds means any kind."""
+    flat = {key: (getattr(spec, key), kinds) for key, kinds in spec.service_fields.items()
             if getattr(spec, key, None)}
+    return {**flat, **spec.service_refs()}

@@ -1,6 +1,15 @@
 """The ``process`` kind: the user's own command, with ``{port}`` and references to other
 services expanded in its arguments, environment and URL; ready by one of the strategies
-tcp, http, command or log."""
+tcp, http, command or log.
+
+With ``restart = "on-failure" | "always"`` the command runs under the restart supervisor
+(``process._supervise``), which starts it again with a bounded backoff and records each
+restart. ``faults.kill`` kills the command alone, as a crash would, so the policy answers it
+(the service comes back by itself; the kill fault's heal finds it running and does nothing);
+``faults.stop`` and ``down`` stop the supervisor too, so nothing restarts. ``volumes`` are
+directories under the state directory (``.shakedown/volumes/ENV/SERVICE/``), outside the data
+directory, so they outlive kills and restarts and, with ``keep = true``, ``down`` and ``up``;
+each is given to the command as an environment variable."""
 
 from __future__ import annotations
 
@@ -15,7 +24,9 @@ from ...process import (
     Probe,
     command_probe,
     http_probe,
+    kill_tree,
     log_probe,
+    read_status,
     spawn,
     stop_group,
     tcp_probe,
@@ -23,7 +34,7 @@ from ...process import (
 )
 from ...topology import Ref, expand
 from ...topology.specs.process import ProcessSpec
-from .._base import SpawnedService
+from .._base import SpawnedService, Volume
 
 
 class UserProcessService(SpawnedService, kind="process"):
@@ -60,10 +71,80 @@ class UserProcessService(SpawnedService, kind="process"):
         return argv
 
     def env(self) -> dict[str, str]:
-        return {key: self._expand(value) for key, value in self.spec.env.items()}
+        own = {key: self._expand(value) for key, value in self.spec.env.items()}
+        return {**self._volume_env(), **own}
+
+    # -- volumes -----------------------------------------------------------------------------
+    def volumes(self) -> dict[str, Volume]:
+        if not self.spec.volumes:
+            return {}
+        root = self.ctx.volume_dir or self.ctx.data_dir / "volumes"
+        return {name: Volume(name, root / (spec.path or name), spec.keep)
+                for name, spec in self.spec.volumes.items()}
+
+    def _volume_env(self) -> dict[str, str]:
+        return {(self.spec.volumes[name].env or _volume_variable(name)): str(volume.path)
+                for name, volume in self.volumes().items()}
+
+    def prepare(self) -> None:
+        for volume in self.volumes().values():
+            volume.prepare()
+
+    # -- restarts ----------------------------------------------------------------------------
+    @property
+    def restart_policy(self) -> str:
+        return self.spec.restart
+
+    @property
+    def restart_status_path(self) -> Path | None:
+        if self.spec.restart == "no":
+            return None
+        return self.ctx.data_dir / "supervisor.json"
+
+    def restarts(self) -> int:
+        """Restarts by the policy since the supervisor last started (0 without one)."""
+        path = self.restart_status_path
+        state = read_status(path) if path is not None else None
+        return state.restarts if state is not None else 0
+
+    def _supervised(self, argv: list[str]) -> list[str]:
+        status = self.restart_status_path
+        if status is None:
+            return argv
+        status.parent.mkdir(parents=True, exist_ok=True)
+        status.unlink(missing_ok=True)
+        backoff = self.spec.restart_backoff
+        options = ["--policy", self.spec.restart, "--status", str(status),
+                   "--backoff", str(backoff.backoff), "--max-backoff", str(backoff.max_backoff),
+                   "--reset-after", str(backoff.reset_after), "--service", self.name]
+        if backoff.max_restarts is not None:
+            options += ["--max-restarts", str(backoff.max_restarts)]
+        if self.ctx.history_file is not None and self.ctx.origin is not None:
+            options += ["--history", str(self.ctx.history_file),
+                        "--origin", repr(self.ctx.origin)]
+        return [sys.executable, "-m", "shakedown.process._supervise", *options, "--", *argv]
+
+    def kill(self, role: str | None = None) -> None:
+        """SIGKILL the command; under a supervisor the command alone (a crash), which the
+        restart policy then answers."""
+        state = read_status(self.restart_status_path) if self.restart_status_path else None
+        if state is None or not self.pids:
+            super().kill(role)
+            return
+        self._select(role)  # a wrong role name is an error, as without a supervisor
+        kill_tree(state.pid)
+
+    def status(self) -> str:
+        status = super().status()
+        path = self.restart_status_path
+        state = read_status(path) if path is not None else None
+        if status == "running" and state is not None and state.state == "backoff":
+            return "restarting"
+        return status
 
     def start(self) -> None:
-        self.processes = [spawn(self.command(), role=Path(self.spec.command[0]).name,
+        argv = self._supervised(self.command())
+        self.processes = [spawn(argv, role=Path(self.spec.command[0]).name,
                                 log_path=self.log_path, env_id=self.ctx.env_id, env=self.env(),
                                 inherit_env=True, cwd=self.cwd)]
 
@@ -97,3 +178,7 @@ def _with_path(env: dict[str, Any]) -> dict[str, str]:
     import os
 
     return {**os.environ, **env}
+
+
+def _volume_variable(name: str) -> str:
+    return "SHAKEDOWN_VOLUME_" + name.upper().replace("-", "_")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from typing import ClassVar, Literal
+from pathlib import PurePosixPath
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .._base import ServiceSpec, Spec
+from .._base import ServiceSpec, Spec, seconds
 
 
 class ReadySpec(Spec):
@@ -36,6 +37,45 @@ class ReadySpec(Spec):
         return next(k for k in ("http", "tcp", "command", "log") if getattr(self, k))
 
 
+class VolumeSpec(Spec):
+    """A named directory that outlives the process: ``path`` relative to the environment's
+    volumes directory in the state directory (the volume's name by default), ``keep`` to
+    keep it across ``down`` and ``up``, ``env`` the variable that gives the process its path
+    (``SHAKEDOWN_VOLUME_NAME`` by default)."""
+
+    path: str | None = None
+    keep: bool = False
+    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @field_validator("path")
+    @classmethod
+    def _inside_state_dir(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = PurePosixPath(value).parts
+        if not parts or PurePosixPath(value).is_absolute() or ".." in parts:
+            raise ValueError(
+                f"volume path {value!r} is outside the state directory: give a relative path "
+                "without '..' (it is placed under .shakedown/volumes/ENV/SERVICE/)")
+        return value
+
+
+class RestartSpec(Spec):
+    """The bounded backoff between restarts: doubling from ``backoff`` to ``max_backoff``,
+    back to ``backoff`` after the process ran ``reset_after``; at most ``max_restarts`` in a
+    row (unbounded when not set)."""
+
+    backoff: float = Field(default=0.1, gt=0)
+    max_backoff: float = Field(default=5.0, gt=0)
+    reset_after: float = Field(default=10.0, gt=0)
+    max_restarts: int | None = Field(default=None, ge=0)
+
+    @field_validator("backoff", "max_backoff", "reset_after", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return seconds(value)
+
+
 class ProcessSpec(ServiceSpec):
     """The user's own process (``kind = "process"``)."""
 
@@ -47,6 +87,20 @@ class ProcessSpec(ServiceSpec):
     ready: ReadySpec = ReadySpec(tcp=True)
     url: str = "http://{host}:{port}"
     stop_signal: str = "SIGTERM"
+    restart: Literal["no", "on-failure", "always"] = "no"
+    restart_backoff: RestartSpec = RestartSpec()
+    volumes: dict[str, VolumeSpec] = {}
+
+    @field_validator("volumes")
+    @classmethod
+    def _volume_names(cls, value: dict[str, VolumeSpec]) -> dict[str, VolumeSpec]:
+        for name in value:
+            if not name or not all(c.isalnum() or c in "-_" for c in name):
+                raise ValueError(f"volume name {name!r}: use letters, digits, '-' and '_'")
+        paths = [spec.path or name for name, spec in value.items()]
+        if len(set(paths)) != len(paths):
+            raise ValueError(f"two volumes share a path: {sorted(paths)}")
+        return value
 
     @field_validator("stop_signal")
     @classmethod
