@@ -9,14 +9,20 @@ from the ``final`` process's operations recorded with ``history.record_final``:
 - ``txn`` operations (list-append or register transactions) → ``isolation``, against the
   model given, else the one recorded as ``record_final(h, "isolation-model", MODEL)``, else
   serializable
+- ``cache-write``/``cache-read`` operations → ``stale_reads``, each key's version before the
+  workload from ``record_final(h, "cache-initial", [[KEY, VERSION], ...])`` if recorded
+  (pairs, not a JSON object, so integer keys stay integers), else every key starts absent
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..errors import ShakedownError
 from ..history import FINAL, History, Op
 from ._bank import bank
+from ._cache import stale_reads
+from ._histories import hashable
 from ._isolation import isolation
 from ._lag import replication_lag
 from ._leader import single_leader
@@ -40,6 +46,8 @@ def check_history(history: History, *, lag_bound_s: float | None = None,
         recorded = finals.get("isolation-model")
         model = isolation_model or (str(recorded.value) if recorded else "serializable")
         results["isolation"] = isolation(history, model=model)
+    if client_fs & {"cache-write", "cache-read"}:
+        results["stale_reads"] = stale_reads(history, initial=_cache_initial(finals))
     if any(op.f == "roles" for op in ops):
         results["single_leader"] = single_leader(history)
     if any(op.f == "lag" for op in ops):
@@ -71,3 +79,21 @@ def _bank(history: History, final: Any) -> Result:
     if final is None or "total" not in final.extra:
         return unknown("no final-balances with a total recorded: cannot check the bank")
     return bank(history, final.value, int(final.extra["total"]))
+
+
+def _cache_initial(finals: dict[str, Op]) -> dict[Any, int] | None:
+    """The recorded ``cache-initial`` versions: ``[[key, version], ...]`` (or an object)."""
+    final = finals.get("cache-initial")
+    if final is None:
+        return None
+    value = final.value
+    if isinstance(value, dict):
+        value = list(value.items())
+    try:
+        return {hashable(key): int(version) for key, version in value}
+    except (TypeError, ValueError):
+        raise ShakedownError(
+            f"the recorded cache-initial is not a list of [key, version] pairs: {value!r}",
+            checked=["the history's final operation f=\"cache-initial\""],
+            fix=['record it as record_final(history, "cache-initial", [[key, version], ...]) '
+                 "with integer versions"]) from None
