@@ -181,11 +181,13 @@ def test_the_same_seed_replays_the_same_faults(env: Environment) -> None:
     assert sequence(run_schedule(env, seed=10)) != first
 
 
-def test_the_seed_comes_from_the_environment_variable(env: Environment,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_seed_comes_from_the_environment_variable(
+        env: Environment, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("SHAKEDOWN_SEED", "1234")
     with env.faults.schedule(("latency",), duration=0.5) as nemesis:
         assert nemesis.seed == 1234
+    assert "replay it with SHAKEDOWN_SEED=1234" in capsys.readouterr().err
     monkeypatch.setenv("SHAKEDOWN_SEED", "abc")
     with pytest.raises(FaultError, match="SHAKEDOWN_SEED='abc' is not an integer"):
         env.faults.schedule(("latency",))

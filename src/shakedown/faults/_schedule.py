@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -186,6 +187,9 @@ class Nemesis:
 
     def start(self) -> Nemesis:
         self._began = time.monotonic()
+        # On stderr, so that a failing test's captured output says how to replay it.
+        print(f"shakedown: fault schedule with seed {self.seed} (replay it with "
+              f"{SEED_VARIABLE}={self.seed})", file=sys.stderr)
         self._record("schedule-start", {"seed": self.seed, "duration": self._duration})
         self._thread.start()
         return self
