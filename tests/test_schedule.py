@@ -84,6 +84,16 @@ def test_targets_come_from_the_candidates_with_cluster_selectors() -> None:
     assert all("rank" in s.params for s in planned if s.target == "replica:db")
 
 
+def test_targets_can_be_narrowed_to_selectors() -> None:
+    planned = list(itertools.islice(plan(2, ("kill", "pause", "latency"), CANDIDATES, FAST,
+                                         targets=("leader:db", "app-db")), 100))
+    assert {(s.family, s.target) for s in planned} == \
+        {("kill", "leader:db"), ("pause", "leader:db"), ("latency", "app-db")}
+    with pytest.raises(FaultError, match="'latency' has nothing to act on"):
+        list(itertools.islice(plan(1, ("latency",), CANDIDATES, FAST,
+                                   targets=("leader:db",)), 1))
+
+
 def test_partition_halves_are_proper_subsets() -> None:
     sides = [set(s.params["side"]) for s in steps(5, ("partition",), n=100)]
     everything = set(CANDIDATES.services)

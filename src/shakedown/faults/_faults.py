@@ -296,16 +296,19 @@ class Faults:
                  every: tuple[float, float] = (0.5, 2.0),
                  lasting: tuple[float, float] = (0.5, 2.0),
                  latency_ms: tuple[float, float] = (50.0, 500.0),
-                 bandwidth_kbps: tuple[float, float] = (16.0, 256.0)) -> Nemesis:
+                 bandwidth_kbps: tuple[float, float] = (16.0, 256.0),
+                 targets: Iterable[str] | None = None) -> Nemesis:
         """Start a random, reproducible fault schedule (a context manager): one fault at a
         time from ``families`` onto this environment's services, members and links, a gap of
         ``every`` seconds between them, each healed after ``lasting`` seconds; everything healed
-        when the block ends. The same ``seed`` (default: ``SHAKEDOWN_SEED`` or a fresh one,
-        stored in the history) replays the same faults at the same offsets."""
+        when the block ends. ``targets`` keeps only those selectors (``leader:db``,
+        ``replica:db``, a service, a link). The same ``seed`` (default: ``SHAKEDOWN_SEED`` or a
+        fresh one, stored in the history) replays the same faults at the same offsets."""
         bounds = Bounds(every, lasting, latency_ms, bandwidth_kbps)
         bounds.check()
         chosen = seed if seed is not None else default_seed()
-        steps = plan(chosen, tuple(families), self.candidates(), bounds)
+        steps = plan(chosen, tuple(families), self.candidates(), bounds,
+                     None if targets is None else tuple(targets))
         first = next(steps)  # validates the families against the candidates now
         return Nemesis(self, self._history, chosen, itertools.chain([first], steps),
                        duration=duration).start()

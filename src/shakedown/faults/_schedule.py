@@ -106,10 +106,11 @@ class Bounds:
 
 
 def plan(seed: int, families: Sequence[str], candidates: Candidates,
-         bounds: Bounds = Bounds()) -> Iterator[Step]:
-    """The endless sequence of steps a seed gives (pure: no clock, no environment)."""
+         bounds: Bounds = Bounds(), targets: Sequence[str] | None = None) -> Iterator[Step]:
+    """The endless sequence of steps a seed gives (pure: no clock, no environment).
+    ``targets`` keeps only those selectors (``leader:db``, ``cache``, a link's name...)."""
     rng = random.Random(seed)
-    choices = _choices(families, candidates)
+    choices = _choices(families, candidates, targets)
     at, index = 0.0, 0
     while True:
         at += rng.uniform(*bounds.every)
@@ -122,7 +123,8 @@ def plan(seed: int, families: Sequence[str], candidates: Candidates,
         index += 1
 
 
-def _choices(families: Sequence[str], c: Candidates) -> dict[str, list[str]]:
+def _choices(families: Sequence[str], c: Candidates,
+             only: Sequence[str] | None = None) -> dict[str, list[str]]:
     targets = {
         "kill": c.process_targets(c.killable),
         "pause": c.process_targets(c.pausable),
@@ -132,6 +134,9 @@ def _choices(families: Sequence[str], c: Candidates) -> dict[str, list[str]]:
         "latency": list(c.links),
         "bandwidth": list(c.links),
     }
+    if only is not None:
+        targets = {family: [t for t in found if family == "partition" or t in only]
+                   for family, found in targets.items()}
     chosen: dict[str, list[str]] = {}
     for family in families:
         if family not in FAMILIES:
