@@ -11,13 +11,14 @@ import base64
 import hashlib
 import json
 import re
-import threading
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from ._http import HttpServer
 from ._lambda import Function, LambdaRuntime, NotRunnable, Throttled
 from ._wsgi import Environ, StartResponse, read_body
 
@@ -199,12 +200,13 @@ class ApiServers:
         self._servers: list[Any] = []
 
     def start(self, host: str, port: int, app: HttpApi) -> None:
-        from werkzeug.serving import make_server
-
-        server = make_server(host, port, app, threaded=True)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+        server = HttpServer(listener, app, f"api-{app.name}")
         self._servers.append(server)
-        threading.Thread(target=server.serve_forever, daemon=True,
-                         name=f"api-{app.name}").start()
+        server.start()
 
     def shutdown(self) -> None:
         for server in self._servers:

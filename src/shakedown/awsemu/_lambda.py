@@ -208,11 +208,25 @@ class LambdaRuntime:
         self._active = 0  # invocations of functions without reserved concurrency
         self._async: set[threading.Thread] = set()
         self._generation = 0  # bumped by reset: queued async invocations of before are dropped
+        self._functions: dict[str, tuple[tuple[Any, ...], Function]] = {}
 
     # -- functions, from moto's model ----------------------------------------------------
     def function(self, model: Any) -> Function:
         """A runnable description of moto's ``LambdaFunction``; NotRunnable when it is not
-        a Python zip function."""
+        a Python zip function. Kept per state of the model: a warm invoke does not rebuild
+        it (paths, environment) each time."""
+        state = (id(model), model.code_sha_256, model.version, model.reserved_concurrency,
+                 model.run_time, model.handler, model.timeout, model.memory_size,
+                 getattr(model, "package_type", "Zip"),
+                 tuple(sorted((model.environment_vars or {}).items())))
+        cached = self._functions.get(model.function_arn)
+        if cached is not None and cached[0] == state:
+            return cached[1]
+        function = self._describe(model)
+        self._functions[model.function_arn] = (state, function)
+        return function
+
+    def _describe(self, model: Any) -> Function:
         runtime = str(model.run_time or "")
         if getattr(model, "package_type", "Zip") != "Zip":
             raise NotRunnable(f"function {model.function_name} is a container image function: "
@@ -385,7 +399,8 @@ class LambdaRuntime:
         except OSError:
             answer = None
         duration = (time.perf_counter() - began) * 1000
-        memory = max_rss_mb(worker.pid)
+        reported = (answer or {}).get("max_rss_kb")
+        memory = max(1, int(reported) // 1024) if reported else max_rss_mb(worker.pid)
         if status == "timeout":
             worker.kill()
         printed = str((answer or {}).get("log") or "")

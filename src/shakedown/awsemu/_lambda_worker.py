@@ -18,6 +18,7 @@ import importlib
 import json
 import logging
 import os
+import resource
 import socket
 import sys
 import time
@@ -202,6 +203,8 @@ def main() -> None:
         _request_id = request["id"]
         answer = _invoke(handler, request)
         answer["log"] = _finish_output()
+        # Peak RSS from the worker itself: one getrusage here, not a /proc read in the emulator.
+        answer["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         _request_id = "-"
         channel.sendall(json.dumps(answer).encode() + b"\n")
 

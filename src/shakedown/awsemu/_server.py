@@ -1,5 +1,5 @@
-"""The emulator process: moto's WSGI application in a threaded HTTP server, wrapped in the fault
-middleware, with the declared resources created before it answers.
+"""The emulator process: moto's WSGI application behind shakedown's HTTP front (``_http``),
+wrapped in the fault middleware, with the declared resources created before it answers.
 
 The listening socket is bound before moto is imported, so a readiness probe that connects early
 waits in the accept queue and is answered the moment the application is built (no polling
@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from ._compute import ComputeBridge
+from ._http import HttpServer
 from ._middleware import FaultMiddleware
 from ._resources import Resources
 
@@ -111,12 +112,8 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ.setdefault("MOTO_PORT", str(args.port))
     gc.disable()  # imports allocate many objects that live forever: no point collecting them
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
+    from moto.core.request import should_preserve_original_header_name
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     _share_model_loader()
     imported = time.monotonic()
@@ -133,14 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     gc.freeze()
     gc.enable()
 
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server(args.host, args.port, app, threaded=True,
-                         request_handler=MotoRequestHandler, fd=listener.fileno())
+    server = HttpServer(listener, app, "awsemu", preserve=should_preserve_original_header_name)
 
     def stop(signum: int, frame: Any) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        server.shutdown()
 
     threading.Thread(target=_warm_request_path, args=(list(config["services"]),),
                      daemon=True).start()
