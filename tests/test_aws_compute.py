@@ -452,6 +452,32 @@ def test_compute_events_go_into_the_history(aws: AwsService, tmp_path: Path) -> 
     assert [op.time for op in ops] == sorted(op.time for op in ops)
 
 
+def test_the_environment_history_gets_compute_events_by_itself(
+        shared: Environment, aws: AwsService) -> None:
+    """No record_compute call: the emulator writes each invocation and instance state change
+    to the environment's history file, at the event's time, for the report's timeline."""
+    began = time.time() - shared.history.wall_origin
+    answer = invoke(aws, "echo", {"n": 1})
+    instance_id = _launch(aws.client("ec2"), "exit")
+
+    def recorded() -> list[Any]:
+        ops = [op for op in History.load(shared.paths.history_file).ops()
+               if op.process == "nemesis" and op.time >= began]
+        ended = any(op.f == "ec2.instance" and op.value.get("instance_id") == instance_id
+                    and op.value.get("state") == "terminated" for op in ops)
+        return ops if ended else []
+
+    ops = wait_for(recorded, "the instance's termination in the history file")
+    invocations = [op for op in ops if op.f == "lambda.invoke"
+                   and op.value["request_id"] == answer["ResponseMetadata"]["HTTPHeaders"]
+                   ["x-amzn-requestid"]]
+    assert len(invocations) == 1 and invocations[0].type == "info"
+    assert invocations[0].value["target"] == "aws" and invocations[0].value["outcome"] == "ok"
+    states = [op.value["state"] for op in ops if op.f == "ec2.instance"
+              and op.value.get("instance_id") == instance_id]
+    assert states == ["running", "terminated"]
+
+
 def _launch(ec2: Any, mode: str) -> str:
     answer = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1,
                                UserData=json.dumps({"mode": mode}))

@@ -20,7 +20,8 @@ from ._wsgi import Environ, StartResponse, json_response
 class ComputeBridge:
     def __init__(self, config: dict[str, Any]) -> None:
         self.settings = ComputeSettings.from_config(config)
-        self.events = Events(self.settings.log_path("compute").with_suffix(".jsonl"))
+        self.events = Events(self.settings.log_path("compute").with_suffix(".jsonl"),
+                             self.settings.history, self.settings.origin, self.settings.service)
         self.runtime = LambdaRuntime(self.settings, self.events)
         self.instances = Instances(self.settings, self.events) if self.settings.amis else None
         self.apis = ApiServers()

@@ -3,7 +3,8 @@
 Like the fault proxy's, the child does not run ``python -m shakedown.awsemu``: that would import
 the top-level ``shakedown`` package's ``__init__`` first. A three-line bootstrap registers
 ``shakedown`` as a bare package (its real directory, no ``__init__`` run) and calls the server's
-``main``, so the process imports this package and moto, nothing else of shakedown."""
+``main``, so the process imports this package, moto and the stdlib-only ``shakedown.history``
+(compute events go to the environment's history), nothing else of shakedown."""
 
 from __future__ import annotations
 

@@ -25,6 +25,8 @@ class ComputeSettings:
     apis: dict[str, dict[str, Any]] = field(default_factory=dict)
     amis: dict[str, dict[str, Any]] = field(default_factory=dict)
     account_concurrency: int = 1000
+    history: Path | None = None  # the environment's history file: compute events go there too
+    origin: float | None = None  # its wall-clock time zero
 
     @property
     def endpoint(self) -> str:
@@ -43,7 +45,9 @@ class ComputeSettings:
             log_dir=Path(log_dir or Path(data_dir) / "logs"), data_dir=Path(data_dir),
             functions=dict(compute.get("functions") or {}), apis=dict(compute.get("apis") or {}),
             amis=dict(compute.get("amis") or {}),
-            account_concurrency=int(compute.get("account_concurrency") or 1000))
+            account_concurrency=int(compute.get("account_concurrency") or 1000),
+            history=Path(compute["history"]) if compute.get("history") else None,
+            origin=float(compute["origin"]) if compute.get("origin") is not None else None)
 
     def log_path(self, *parts: str) -> Path:
         """``LOG_DIR/SERVICE.PART1.PART2.log``."""

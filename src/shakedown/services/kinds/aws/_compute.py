@@ -52,6 +52,9 @@ class AwsCompute:
             "apis": {name: {"port": self.api_port(name), "routes": dict(api.routes),
                             "api_key": api.api_key} for name, api in self.spec.apis.items()},
             "amis": {ami: self._ami_config(ami) for ami in self.spec.amis},
+            # the emulator records invocations and instance state changes there itself
+            "history": str(self.ctx.history_file) if self.ctx.history_file else None,
+            "origin": self.ctx.origin,
         }
 
     def _function_config(self, name: str) -> dict[str, Any]:
@@ -141,7 +144,9 @@ class AwsCompute:
 
     def record_compute(self, history: History, since: float = 0.0) -> int:
         """Append the compute events later than ``since`` (wall-clock seconds) to
-        ``history`` as nemesis ``info`` operations at their own times; returns how many."""
+        ``history`` as nemesis ``info`` operations at their own times; returns how many.
+        The environment's own history file gets them from the emulator already: this is for
+        another history (a test's own)."""
         count = 0
         for event in self.compute_events():
             if event["time"] <= since:
