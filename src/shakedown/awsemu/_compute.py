@@ -1,6 +1,7 @@
 """The compute bridge: where the emulator runs code instead of only recording it. It answers
 Lambda ``Invoke`` itself (native workers), hooks moto's EC2 model (instances as processes, the
-metadata service), serves the declared HTTP APIs on their ports, and lists all of it at
+metadata service), polls SQS queues for event source mappings (``_lambda_sqs``), serves the
+declared HTTP APIs on their ports, and lists all of it at
 ``GET /_shakedown/compute``. The fault middleware calls it; moto's reset resets it."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ._ec2 import IMDS_PREFIX, Instances
 from ._events import Events
 from ._lambda import Function, LambdaRuntime, NotRunnable
 from ._lambda_api import INVOKE_PATH, handle_invoke
+from ._lambda_sqs import SqsEventSources
 from ._settings import DEFAULT_ACCOUNT, ComputeSettings
 from ._wsgi import Environ, StartResponse, json_response
 
@@ -25,11 +27,13 @@ class ComputeBridge:
         self.runtime = LambdaRuntime(self.settings, self.events)
         self.instances = Instances(self.settings, self.events) if self.settings.amis else None
         self.apis = ApiServers()
+        self.event_sources = SqsEventSources(self.runtime, self.mapped_function, self.events)
 
     def start(self) -> None:
         """Install the EC2 hooks and open the APIs' ports (before the emulator answers)."""
         if self.instances is not None:
             self.instances.install()
+        self.event_sources.start()
         for name, spec in self.settings.apis.items():
             api = HttpApi(name, spec, self.runtime, self.function, DEFAULT_ACCOUNT)
             self.apis.start(self.settings.host, int(spec["port"]), api)
@@ -45,6 +49,16 @@ class ComputeBridge:
             raise
         except Exception:
             return None
+
+    def mapped_function(self, account: str, region: str, arn: str) -> Function | None:
+        """The function an event source mapping names (by ARN, in its account and region)."""
+        from moto.awslambda.models import lambda_backends
+
+        try:
+            model = lambda_backends[account][region].get_function(arn)
+        except Exception:
+            return None
+        return self.runtime.function(model)
 
     # -- requests --------------------------------------------------------------------
     def intercept(self, environ: Environ, start_response: StartResponse
@@ -75,6 +89,7 @@ class ComputeBridge:
     def describe(self) -> dict[str, Any]:
         return {"workers": self.runtime.workers(),
                 "instances": self.instances.describe() if self.instances else [],
+                "event_sources": self.event_sources.describe(),
                 "apis": {name: {"port": spec["port"], "routes": spec["routes"]}
                          for name, spec in self.settings.apis.items()}}
 
@@ -86,6 +101,7 @@ class ComputeBridge:
 
     def shutdown(self) -> None:
         self.apis.shutdown()
+        self.event_sources.shutdown()
         if self.instances is not None:
             self.instances.shutdown()
         self.runtime.shutdown()

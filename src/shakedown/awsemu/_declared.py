@@ -43,8 +43,8 @@ def zip_directory(directory: Path) -> bytes:
     return buffer.getvalue()
 
 
-def create_functions(call: Call, functions: dict[str, dict[str, Any]], account: str
-                     ) -> list[str]:
+def create_functions(call: Call, functions: dict[str, dict[str, Any]], account: str,
+                     region: str = "us-east-1") -> list[str]:
     if not functions:
         return []
     policy = json.dumps({"Version": "2012-10-17", "Statement": [{
@@ -80,4 +80,25 @@ def create_functions(call: Call, functions: dict[str, dict[str, Any]], account: 
                 raise ResourceError(f"PutFunctionConcurrency {name} -> {code}: "
                                     f"{data.decode(errors='replace')[:300]}")
         created.append(f"lambda function {name}")
+        created += _create_sqs_sources(call, name, spec.get("sqs") or [], account, region)
+    return created
+
+
+def _create_sqs_sources(call: Call, function: str, sources: list[dict[str, Any]],
+                        account: str, region: str) -> list[str]:
+    """``CreateEventSourceMapping`` for each declared SQS source of a function."""
+    created = []
+    for source in sources:
+        request: dict[str, Any] = {
+            "EventSourceArn": f"arn:aws:sqs:{region}:{account}:{source['queue']}",
+            "FunctionName": function, "BatchSize": source["batch_size"],
+            "Enabled": source["enabled"]}
+        if source.get("report_batch_item_failures"):
+            request["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
+        code, data = call("lambda", "POST", "/2015-03-31/event-source-mappings/",
+                          json.dumps(request).encode(), {"Content-Type": "application/json"})
+        if code >= 300:
+            raise ResourceError(f"CreateEventSourceMapping {source['queue']} -> {function}: "
+                                f"{code}: {data.decode(errors='replace')[:300]}")
+        created.append(f"event source sqs {source['queue']} -> {function}")
     return created

@@ -101,4 +101,5 @@ class Resources:
                 raise ResourceError(f"CreateBucket {bucket['name']} -> {code}: "
                                     f"{data.decode(errors='replace')[:300]}")
             created.append(f"s3 bucket {bucket['name']}")
-        return created + create_functions(self._call, self.functions, DEFAULT_ACCOUNT)
+        return created + create_functions(self._call, self.functions, DEFAULT_ACCOUNT,
+                                           self.region)

@@ -31,6 +31,16 @@ def check_function_name(value: str) -> str:
     return value
 
 
+class AwsSqsSourceSpec(Spec):
+    """An SQS event source mapping of a function (``sqs = [{ queue = "jobs" }]``): batches of
+    the declared queue's messages delivered to it as Lambda delivers them."""
+
+    queue: str = Field(min_length=1)
+    batch_size: int = Field(default=10, ge=1, le=10000)
+    enabled: bool = True
+    report_batch_item_failures: bool = False
+
+
 class AwsFunctionSpec(Spec):
     """A Lambda function, created when the service starts and run natively."""
 
@@ -41,6 +51,15 @@ class AwsFunctionSpec(Spec):
     timeout: float = Field(default=3.0, ge=1, le=900)
     memory: int = Field(default=128, ge=128, le=10240)
     reserved_concurrency: int | None = Field(default=None, ge=0, le=1000)
+    sqs: tuple[AwsSqsSourceSpec, ...] = ()
+
+    @field_validator("sqs", mode="before")
+    @classmethod
+    def _queue_names(cls, value: Any) -> Any:
+        """``sqs = ["jobs"]`` for ``sqs = [{ queue = "jobs" }]``."""
+        if isinstance(value, list):
+            return [{"queue": v} if isinstance(v, str) else v for v in value]
+        return value
 
     @field_validator("timeout", mode="before")
     @classmethod

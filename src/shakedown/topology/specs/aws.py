@@ -224,3 +224,15 @@ class AwsSpec(AwsComputeMixin, ServiceSpec):
                     f"{what} but services does not list {service!r}: add it, e.g. "
                     f"services = [{wanted}]")
         return self
+
+    @model_validator(mode="after")
+    def _event_sources_on_declared_queues(self) -> AwsSpec:
+        queues = [q.name for q in self.resources.queues]
+        for name, function in self.functions.items():
+            for index, source in enumerate(function.sqs):
+                if source.queue not in queues:
+                    raise ValueError(
+                        f"functions.{name}.sqs[{index}].queue = {source.queue!r}: not a "
+                        f"declared queue (resources.queues: {', '.join(queues) or 'none'}); "
+                        "declare it in [services.NAME.resources] queues")
+        return self

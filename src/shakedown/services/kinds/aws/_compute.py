@@ -77,7 +77,8 @@ class AwsCompute:
                                      f"or set {key}.code to the directory that holds it"])
         return {"runtime": spec.runtime, "handler": spec.handler, "code_dir": str(code_dir),
                 "env": dict(spec.env), "timeout": spec.timeout, "memory": spec.memory,
-                "reserved_concurrency": spec.reserved_concurrency}
+                "reserved_concurrency": spec.reserved_concurrency,
+                "sqs": [source.model_dump() for source in spec.sqs]}
 
     def _ami_config(self, ami: str) -> dict[str, Any]:
         spec = self.spec.amis[ami]
