@@ -410,8 +410,11 @@ def _ms(text: str) -> float:
 @_friendly
 def check(run_dir: Path, lag_bound: str | None, isolation_model: str | None) -> None:
     """Re-run the checkers on a stored run's histories (a run directory or one .jsonl)."""
+    from rich.markup import escape
+
     from .checkers import check_history, split_by_test
     from .history import History
+    from .store import CheckRecord, write_checks
 
     run = RunPaths(run_dir)
     paths = [run_dir] if run_dir.is_file() else run.history_files()
@@ -424,11 +427,13 @@ def check(run_dir: Path, lag_bound: str | None, isolation_model: str | None) -> 
 
     table = Table("history", "test", "checker", "result", "explanation")
     worst = 0
+    records: list[CheckRecord] = []
     for path in paths:
         checked = 0
         for test, segment in split_by_test(History.load(path)).items():
             found = check_history(segment, lag_bound_s=bound, isolation_model=isolation_model)
             for name, result in found.items():
+                records.append(CheckRecord(path.stem, test, name, result.to_dict()))
                 colour = {"valid": "green", "invalid": "red"}.get(result.validity, "yellow")
                 table.add_row(path.name, test or "-", name, f"[{colour}]{result.validity}[/]",
                               result.explanation)
@@ -437,6 +442,8 @@ def check(run_dir: Path, lag_bound: str | None, isolation_model: str | None) -> 
         if not checked:
             table.add_row(path.name, "-", "-", "no checker applies", "")
     console.print(table)
+    if run_dir.is_dir():  # kept for the report (`shakedown report RUN_DIR` shows them)
+        console.print(f"checks: {escape(str(write_checks(run, records)))}")
     sys.exit(worst)
 
 

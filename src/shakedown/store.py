@@ -11,6 +11,7 @@ and the format of what a run leaves there. Everything else asks it for paths.
   runs/RUN_ID/                   RunPaths: one pytest run
     results.json                 Results: outcomes, measurements, environments (modelled here)
     report.html                  the HTML report
+    checks.json                  results of `shakedown check RUN_DIR` (CheckRecord), for the report
     histories/ENV.jsonl          each environment's history, copied at the end of the run
     logs/ENV/SERVICE.log         service logs copied for failed tests
   history.db                     trends across runs (reports' HistoryDB)
@@ -74,6 +75,10 @@ class RunPaths:
     @property
     def report_file(self) -> Path:
         return self.dir / "report.html"
+
+    @property
+    def checks_file(self) -> Path:
+        return self.dir / "checks.json"
 
     @property
     def histories_dir(self) -> Path:
@@ -234,3 +239,38 @@ class Results:
             raise ShakedownError(f"{path} is not valid JSON: {exc}",
                                  fix=["run the tests again to write it anew"]) from exc
         return cls.from_dict(data, run.run_id)
+
+
+# -- checks.json -----------------------------------------------------------------------------
+@dataclass
+class CheckRecord:
+    """One checker's verdict on one stored history (or one test's part of it), as
+    ``shakedown check RUN_DIR`` wrote it: ``result`` is the checker's ``Result.to_dict()``."""
+
+    history: str
+    test: str
+    checker: str
+    result: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckRecord:
+        return cls(history=str(data.get("history") or ""), test=str(data.get("test") or ""),
+                   checker=str(data.get("checker") or ""), result=dict(data.get("result") or {}))
+
+
+def write_checks(run: RunPaths, records: list[CheckRecord]) -> Path:
+    """Replace the run's checks.json with ``records`` (a later check supersedes an earlier)."""
+    run.dir.mkdir(parents=True, exist_ok=True)
+    data = {"written": time.time(), "checks": [asdict(r) for r in records]}
+    run.checks_file.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+    return run.checks_file
+
+
+def read_checks(run: RunPaths) -> list[CheckRecord]:
+    """The run's stored check results; none when ``shakedown check`` never ran on it or its
+    file is damaged (the report then shows the checks recorded in the histories only)."""
+    try:
+        data = json.loads(run.checks_file.read_text(encoding="utf-8"))
+        return [CheckRecord.from_dict(item) for item in data.get("checks") or []]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []

@@ -10,7 +10,7 @@ from shakedown.checkers._isolation import MODELS as ISOLATION_MODELS
 from shakedown.checkers._isolation import isolation
 from shakedown.checkers._lag import replication_lag
 from shakedown.checkers._leader import single_leader
-from shakedown.checkers._offline import check_history, split_by_test
+from shakedown.checkers._offline import CHECK_RESULT, check_history, record_check, split_by_test
 from shakedown.checkers._orphans import ENV_TAG, no_orphans
 from shakedown.checkers._result import Result, Validity, compose
 from shakedown.checkers._set import set_full
@@ -24,6 +24,7 @@ from shakedown.checkers._tables import (
 )
 
 __all__ = [
+    "CHECK_RESULT",
     "ENV_TAG",
     "ISOLATION_MODELS",
     "DatabaseSummary",
@@ -38,6 +39,7 @@ __all__ = [
     "compose",
     "isolation",
     "no_orphans",
+    "record_check",
     "replication_lag",
     "set_full",
     "single_leader",

@@ -12,6 +12,9 @@ from the ``final`` process's operations recorded with ``history.record_final``:
 - ``cache-write``/``cache-read`` operations → ``stale_reads``, each key's version before the
   workload from ``record_final(h, "cache-initial", [[KEY, VERSION], ...])`` if recorded
   (pairs, not a JSON object, so integer keys stay integers), else every key starts absent
+
+A test that runs a checker itself keeps its verdict for the report with ``record_check``: a
+``final`` operation ``f="check-result"`` holding the ``Result`` as data.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ShakedownError
-from ..history import FINAL, History, Op
+from ..history import FINAL, History, Op, record_final
 from ._bank import bank
 from ._cache import stale_reads
 from ._histories import hashable
@@ -55,6 +58,16 @@ def check_history(history: History, *, lag_bound_s: float | None = None,
             replication_lag(history, lag_bound_s) if lag_bound_s is not None
             else unknown("lag samples recorded but no bound given (--lag-bound)"))
     return results
+
+
+CHECK_RESULT = "check-result"
+
+
+def record_check(history: History, checker: str, result: Result) -> Op:
+    """Keep a checker's verdict in ``history`` (the environment's, so that it is stored with
+    the run): the HTML report shows it in the test's section, an isolation anomaly's cycles
+    drawn as graphs."""
+    return record_final(history, CHECK_RESULT, result.to_dict(), checker=checker)
 
 
 def split_by_test(history: History) -> dict[str, History]:

@@ -14,6 +14,8 @@ from typing import Any
 
 from ..store import TestRecord
 from . import _format
+from ._checks_html import CSS as CHECKS_CSS
+from ._checks_html import checks_by_test, checks_html, untested_section
 from ._historydb import HistoryDB, Point, TestTrend
 from ._regressions import Comparison
 from ._run import StoredRun
@@ -48,6 +50,7 @@ def render(run: StoredRun, *, comparisons: list[Comparison], db: HistoryDB | Non
     trends = {t.nodeid: t for t in db.test_trends(last=10, until=run.started)} \
         if db is not None else {}
     sections = []
+    checks = checks_by_test(run)
     for number, test in enumerate(run.tests):
         timeline = cuts.get(test.nodeid)
         plot_html = ""
@@ -62,6 +65,7 @@ def render(run: StoredRun, *, comparisons: list[Comparison], db: HistoryDB | Non
                 sparks[metric] = sparkline_svg(points, current=run.run_id,
                                                regressed=comparison.regressed,
                                                median=comparison.median)
+        plot_html += checks_html(checks.pop(test.nodeid, []))
         sections.append(_test_block(number, run, test, by_test.get(test.nodeid, {}), sparks,
                                     plot_html, history_runs, trends.get(test.nodeid)))
     regressed = [c for c in comparisons if c.regressed]
@@ -70,6 +74,7 @@ def render(run: StoredRun, *, comparisons: list[Comparison], db: HistoryDB | Non
         _summary(run, regressed, fail_on_regression),
         _environments(run),
         _targets(run),
+        untested_section([c for shown in checks.values() for c in shown]),
         '<section id="tests"><h2>Tests</h2>' + "\n".join(sections) + "</section>",
         _footer(run),
     ])
@@ -130,7 +135,7 @@ def _embed(body: str, plots: _Plots, run: StoredRun) -> str:
     title = html.escape(f"shakedown report {run.run_id}")
     return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{title}</title><style>{_CSS}</style>\n{bokeh_js}\n</head>\n"
+            f"<title>{title}</title><style>{_CSS}{CHECKS_CSS}</style>\n{bokeh_js}\n</head>\n"
             f"<body>\n{body}\n{script}\n</body></html>\n")
 
 
