@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from ._cli_support import console, real_console
+from ._cli_support import console, plain, real_console
 from ._cli_support import friendly as _friendly
-from .errors import ShakedownError, mask_url
+from .errors import ShakedownError
 from .names import DEFAULT_FILE, DEFAULT_STATE_DIR
 from .store import RunPaths
 
@@ -131,7 +131,7 @@ class _Progress:
 
 def _print_urls(env: Environment) -> None:
     for service in env.services.values():
-        console.print(f"  {service.name:<12} {mask_url(service.url)}", highlight=False)
+        console.print(f"  {service.name:<12} {plain(service.url)}", highlight=False)
 
 
 @main.command()
@@ -165,8 +165,8 @@ def status(files: tuple[str, ...], name: str) -> None:
     for service in env.services.values():
         pids = service.pids
         restarts = service.restarts()
-        table.add_row(service.name, service.kind, service.status(),
-                      ",".join(map(str, pids)) or "-", mask_url(service.url),
+        table.add_row(plain(service.name), service.kind, service.status(),
+                      ",".join(map(str, pids)) or "-", plain(service.url),
                       uptime(pids[0]) if pids else "-",
                       "-" if restarts is None else str(restarts))
     console.print(table)
@@ -385,7 +385,7 @@ def list_(files: tuple[str, ...], name: str) -> None:
     _, faults = _faults_of(files, name)
     lines = faults.current()
     for line in lines:
-        console.print(line, highlight=False)
+        console.print(plain(line), highlight=False)
     if not lines:
         console.print("no faults")
 
@@ -435,12 +435,12 @@ def check(run_dir: Path, lag_bound: str | None, isolation_model: str | None) -> 
             for name, result in found.items():
                 records.append(CheckRecord(path.stem, test, name, result.to_dict()))
                 colour = {"valid": "green", "invalid": "red"}.get(result.validity, "yellow")
-                table.add_row(path.name, test or "-", name, f"[{colour}]{result.validity}[/]",
-                              result.explanation)
+                table.add_row(plain(path.name), plain(test or "-"), name,
+                              f"[{colour}]{result.validity}[/]", plain(result.explanation))
                 worst = max(worst, {"valid": 0, "unknown": 0, "invalid": 1}[result.validity])
                 checked += 1
         if not checked:
-            table.add_row(path.name, "-", "-", "no checker applies", "")
+            table.add_row(plain(path.name), "-", "-", "no checker applies", "")
     console.print(table)
     if run_dir.is_dir():  # kept for the report (`shakedown report RUN_DIR` shows them)
         console.print(f"checks: {escape(str(write_checks(run, records)))}")
@@ -458,15 +458,15 @@ def doctor() -> None:
     table = Table("component", "status", "detail")
     missing: list[str] = []
     for check in run_checks():
-        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]missing[/]",
-                      check.detail)
+        table.add_row(plain(check.name), "[green]ok[/]" if check.ok else "[red]missing[/]",
+                      plain(check.detail))
         if not check.ok and check.install:
             missing.append(check.install)
     console.print(table)
     if missing:
         console.print("install what is missing with:")
         for command in dict.fromkeys(missing):
-            console.print(f"  {command}", highlight=False)
+            console.print(f"  {plain(command)}", highlight=False)
         sys.exit(1)
 
 

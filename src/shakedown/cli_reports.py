@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ._cli_support import console
+from ._cli_support import console, plain
 from ._cli_support import friendly as _friendly
 from .errors import ShakedownError
 from .names import DEFAULT_STATE_DIR
@@ -78,17 +78,17 @@ def report(run_dir: Path | None, state_dir: Path, output: Path | None, threshold
                   highlight=False)
     for comparison in comparisons:
         if comparison.regressed:
-            console.print(f"[red]REGRESSION[/] {comparison.describe()}", highlight=False)
+            console.print(f"[red]REGRESSION[/] {plain(comparison.describe())}", highlight=False)
     size = target.stat().st_size
     shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
-    console.print(f"report: {target} ({shown})", highlight=False)
+    console.print(f"report: {plain(target)} ({shown})", highlight=False)
     if screenshot is not None:
         from .reports._browser import DRAWN_CANVASES, visit
 
         page = visit(target, screenshot=screenshot,
                      checks={"timelines": f"({DRAWN_CANVASES})('body')"})
         problems = page.external_requests + page.console_errors + page.exceptions
-        console.print(f"screenshot: {screenshot}" + (f" (problems: {problems})"
+        console.print(f"screenshot: {plain(screenshot)}" + (f" (problems: {plain(problems)})"
                                                       if problems else ""), highlight=False)
 
 
@@ -124,7 +124,7 @@ def history(match: str | None, state_dir: Path, last: int) -> None:
         table.columns[1].no_wrap = True
         for trend in tests:
             flaky = " [bold red]FLAKY[/]" if trend.flaky else ""
-            table.add_row(trend.nodeid, "".join(SYMBOLS.get(o, "?") for o in trend.outcomes),
+            table.add_row(plain(trend.nodeid), "".join(SYMBOLS.get(o, "?") for o in trend.outcomes),
                           fmt.percent(trend.pass_rate), f"{trend.flips}{flaky}",
                           fmt.seconds(statistics.median(trend.durations)))
         console.print(table)
@@ -134,7 +134,7 @@ def history(match: str | None, state_dir: Path, last: int) -> None:
                       "min", "max", "trend", title="measurements", title_justify="left")
         for m in metrics:
             unit, scale = ("ms", 1000.0) if max(m.values) < 10 else ("s", 1.0)
-            table.add_row(f"[dim]{m.nodeid}[/]\n{m.metric}", m.topology[:8] or "-",
+            table.add_row(f"[dim]{plain(m.nodeid)}[/]\n{plain(m.metric)}", m.topology[:8] or "-",
                           " ".join(_num(v * scale) for v in m.values) + f" {unit}",
                           f"{_num(m.median * scale)} {unit}",
                           f"{_num(min(m.values) * scale)} {unit}",
@@ -145,11 +145,12 @@ def history(match: str | None, state_dir: Path, last: int) -> None:
         table = Table("test", "pass rate per repeat (oldest first)", "flaky in",
                       title="repeated runs (shakedown run --repeat)", title_justify="left")
         for nodeid, rows in rates.items():
-            table.add_row(nodeid, ", ".join(fmt.percent(r) for _, r, _ in rows),
+            table.add_row(plain(nodeid), ", ".join(fmt.percent(r) for _, r, _ in rows),
                           f"{sum(1 for *_, f in rows if f)} of {len(rows)}")
         console.print(table)
     if not (tests or metrics or rates):
-        console.print(f"nothing recorded matches {match!r}" if match else "no runs recorded")
+        console.print(f"nothing recorded matches {plain(repr(match))}" if match
+                      else "no runs recorded")
 
 
 def _runs_table(db: HistoryDB, last: int) -> None:
@@ -163,7 +164,7 @@ def _runs_table(db: HistoryDB, last: int) -> None:
     table.columns[0].no_wrap = table.columns[1].no_wrap = True
     for row in runs:
         counts = row.counts
-        table.add_row(row.run_id, fmt.when(row.started)[5:], (row.git_commit or "-")[:10],
+        table.add_row(plain(row.run_id), fmt.when(row.started)[5:], (row.git_commit or "-")[:10],
                       str(counts.get("passed", 0)), _red(counts.get("failed", 0)),
                       _red(counts.get("error", 0)), str(counts.get("skipped", 0)))
     console.print(table)
@@ -204,8 +205,8 @@ def run_command(repeat: int, target: float, stream: bool, state_dir: Path,
                                 check=False).returncode)
     repeat_id = new_repeat_id()
     directory = state_dir / "repeats" / repeat_id
-    console.print(f"running pytest {' '.join(pytest_args)} {repeat} times "
-                  f"(output in {directory})", highlight=False)
+    console.print(f"running pytest {plain(' '.join(pytest_args))} {repeat} times "
+                  f"(output in {plain(directory)})", highlight=False)
     started = time.time()
     summary = run_repeated(list(pytest_args), repeat, directory, target=target / 100,
                            on_iteration=_print_iteration, stream=stream)
@@ -216,7 +217,7 @@ def run_command(repeat: int, target: float, stream: bool, state_dir: Path,
         repeat_id, started, time.time(), git_commit=git_commit(Path.cwd()), iterations=repeat,
         success_rate=summary.success_rate, target=summary.target, args=pytest_args,
         tests=rows)
-    console.print(f"summary: {directory / 'summary.json'}", highlight=False)
+    console.print(f"summary: {plain(directory / 'summary.json')}", highlight=False)
     if not summary.met:
         sys.exit(1)
 
@@ -227,7 +228,7 @@ def _print_iteration(iteration: Iteration) -> None:
         counts[outcome] = counts.get(outcome, 0) + 1
     text = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "[red]no results[/]"
     colour = "green" if iteration.exit_code == 0 else "red"
-    log = f"  log: {iteration.log}" if iteration.exit_code != 0 and iteration.log else ""
+    log = f"  log: {plain(iteration.log)}" if iteration.exit_code != 0 and iteration.log else ""
     console.print(f"  run {iteration.number}: [{colour}]exit {iteration.exit_code}[/] "
                   f"{text} in {iteration.duration:.1f}s{log}", highlight=False)
 
@@ -243,7 +244,7 @@ def _print_summary(summary: RepeatSummary) -> None:
         rate = fmt.percent(test.pass_rate) if test.pass_rate is not None else "skipped"
         if test.flaky:
             rate += " [bold red]FLAKY[/]"
-        table.add_row(test.nodeid, "".join(SYMBOLS.get(o, "?") for o in test.outcomes),
+        table.add_row(plain(test.nodeid), "".join(SYMBOLS.get(o, "?") for o in test.outcomes),
                       str(test.passed), _red(test.failed), _red(test.not_run),
                       str(test.skipped), rate)
     console.print(table)

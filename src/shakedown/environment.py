@@ -98,6 +98,7 @@ class Environment:
     ) -> None:
         self.topology = topology
         self.name = name or "default"
+        StateStore(Path(".")).env(self.name)  # a bad name fails here, before anything exists
         self.state_root = Path(state_root) if state_root else topology.base_dir / DEFAULT_STATE_DIR
         self.detach = detach
         self.observer = observer

@@ -49,6 +49,13 @@ class TopologyError(ShakedownError):
     exit_code = 2
 
 
+class UsageError(ShakedownError):
+    """A command-line argument, an environment name or an environment variable shakedown
+    reads is not usable (bad input, like a bad topology)."""
+
+    exit_code = 2
+
+
 class MissingBinaryError(ShakedownError):
     """A server binary that a service kind needs is not installed."""
 
@@ -97,8 +104,10 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]+)(@)")
+_DSN_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE)
 
 
 def mask_url(text: str) -> str:
-    """Hide the password of every URL in ``text``: ``postgresql://u:***@host/db``."""
-    return _URL_PASSWORD.sub(r"\1***\3", text)
+    """Hide the password of every URL in ``text`` (``postgresql://u:***@host/db``) and of
+    every libpq keyword string (``password=***``)."""
+    return _DSN_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", text))

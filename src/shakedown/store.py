@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ShakedownError
+from .errors import ShakedownError, UsageError
+from .names import ENV_NAME_RULE, env_name_problem
 
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "not run")
 
@@ -110,6 +111,13 @@ class StateStore:
     root: Path
 
     def env(self, name: str) -> EnvPaths:
+        """``envs/NAME/``; a name that is not a plain directory name (``../x``, empty, too
+        long) is refused as bad input."""
+        problem = env_name_problem(name)
+        if problem is not None:
+            raise UsageError(f"bad environment name {name[:80]!r}: {problem}",
+                             checked=[f"the name rule: {ENV_NAME_RULE}"],
+                             fix=["pass --name with a name such as ci-1 or local"])
         return EnvPaths(self.root / "envs" / name)
 
     def env_names(self) -> list[str]:

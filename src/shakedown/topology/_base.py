@@ -42,6 +42,9 @@ class ServiceSpec(Spec):
     service_fields: ClassVar[dict[str, tuple[str, ...]]] = {}
     """Keys that name another service, with the kinds they accept: the loader checks the name
     and the kind, and makes the named service a dependency."""
+    parts_named_after_service: ClassVar[bool] = False
+    """True for kinds that name members, nodes or links ``NAME0`` / ``NAME-...``: the loader
+    then keeps other services and links from taking such names (``_names``)."""
     fronts: ClassVar[str | None] = None
     """The key (one of ``service_fields``) naming the service this one fronts: clients of
     that service reach it through this one (HAProxy in front of a cluster)."""

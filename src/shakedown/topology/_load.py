@@ -9,9 +9,10 @@ import json
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -21,7 +22,11 @@ from ._base import ServiceSpec
 from ._durations import Target
 from ._models import KINDS, TopologyModel
 from ._named import named_services
+from ._names import check_names
 from ._refs import Ref, find_refs
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 OWN_ONLY = ("python",)
 """References a service may make to itself only: ``{python}`` is the interpreter running
@@ -53,14 +58,11 @@ class Topology:
 
     def dependencies(self, name: str) -> set[str]:
         """What ``name`` waits for: declared ``depends_on``, references and replica_of."""
-        spec = self.services[name]
-        deps = set(spec.depends_on)
-        deps.update(r.service for r in _service_refs(spec) if r.service and r.service != name)
-        primary = getattr(spec, "replica_of", None)
-        if primary:
-            deps.add(primary)
-        deps.update(service for service, _ in named_services(spec).values())
-        return deps
+        return set(self._dependencies[name])
+
+    @cached_property
+    def _dependencies(self) -> dict[str, frozenset[str]]:
+        return {name: _dependencies_of(name, spec) for name, spec in self.services.items()}
 
     def front_of(self, name: str) -> str | None:
         """The service that fronts ``name`` (its spec's ``fronts`` key names it), if any."""
@@ -69,16 +71,24 @@ class Topology:
                 return other
         return None
 
+    @cached_property
+    def graph(self) -> nx.DiGraph[str]:
+        """The dependency graph: an edge from each dependency to its dependent."""
+        import networkx as nx
+
+        graph: nx.DiGraph[str] = nx.DiGraph()
+        graph.add_nodes_from(self.services)
+        for name in self.services:
+            graph.add_edges_from((dep, name) for dep in self.dependencies(name))
+        return graph
+
     def start_order(self) -> list[str]:
-        """Services sorted so that each comes after what it depends on (file order otherwise)."""
-        order: list[str] = []
-        placed: set[str] = set()
-        while len(order) < len(self.services):
-            for name in self.services:
-                if name not in placed and self.dependencies(name) <= placed:
-                    order.append(name)
-                    placed.add(name)
-        return order
+        """Services sorted so that each comes after what it depends on (file order otherwise),
+        in time linear in the graph (a loaded topology has no cycle)."""
+        import networkx as nx
+
+        position = {name: index for index, name in enumerate(self.services)}
+        return list(nx.lexicographical_topological_sort(self.graph, key=position.__getitem__))
 
     def digest(self) -> str:
         """A hash of the validated content: equal for equal topologies, whatever the layout."""
@@ -88,6 +98,16 @@ class Topology:
     def resolve_path(self, relative: str) -> Path:
         path = Path(relative)
         return path if path.is_absolute() else self.base_dir / path
+
+
+def _dependencies_of(name: str, spec: ServiceSpec) -> frozenset[str]:
+    deps = set(spec.depends_on)
+    deps.update(r.service for r in _service_refs(spec) if r.service and r.service != name)
+    primary = getattr(spec, "replica_of", None)
+    if primary:
+        deps.add(primary)
+    deps.update(service for service, _ in named_services(spec).values())
+    return frozenset(deps)
 
 
 def load_topology(paths: str | Path | Sequence[str | Path]) -> Topology:
@@ -100,6 +120,8 @@ def load_topology(paths: str | Path | Sequence[str | Path]) -> Topology:
         merged = _merge(merged, _read_toml(path))
     where = path_list[-1] if len(path_list) > 1 else path_list[0]
     label = " + ".join(str(p) for p in path_list)
+    _check_text(merged, label)
+    check_names(merged, label, (k for k, spec in KINDS.items() if spec.parts_named_after_service))
     _check_kinds(merged, label)
     try:
         model = TopologyModel.model_validate(merged)
@@ -110,21 +132,97 @@ def load_topology(paths: str | Path | Sequence[str | Path]) -> Topology:
     return topology
 
 
+MAX_FILE_BYTES = 8 << 20
+"""A topology is a few kilobytes; beyond this it is not one (a log, an image) and is refused
+before being read whole."""
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The file's TOML table; any file that is not a readable UTF-8 TOML text of sane size
+    (a directory, binary bytes, another encoding, no permission, nesting without end) is one
+    TopologyError naming the file."""
+    text = _read_text(path)
     try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TopologyError(
+            f"{path}: not valid TOML: {exc}",
+            checked=[f"{path.resolve()} parsed as TOML 1.0"],
+            fix=["fix the syntax at the line and column named above"],
+        ) from None
+    except RecursionError:
+        raise TopologyError(
+            f"{path}: not valid TOML: arrays or tables nested too deeply to be a topology",
+            checked=[f"{path.resolve()} parsed as TOML 1.0"],
+            fix=["a topology nests a few levels: flatten the values"],
+        ) from None
+
+
+def _read_text(path: Path) -> str:
+    def refuse(what: str, fix: str) -> TopologyError:
+        return TopologyError(f"{path}: {what}", checked=[str(path.resolve())], fix=[fix])
+
+    try:
+        if path.is_dir():
+            raise refuse("is a directory, not a topology file",
+                         f"pass the file inside it: -f {path / DEFAULT_FILE}")
+        if path.exists() and not path.is_file():
+            # A FIFO would block the read forever, a device never ends.
+            raise refuse("is not a regular file (a FIFO, socket or device)",
+                         "pass a regular TOML file with -f PATH")
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise TopologyError(
             f"{path}: topology file not found",
             checked=[f"{path.resolve()}"],
             fix=[f"create {DEFAULT_FILE} (see README: Topology reference) or pass -f PATH"],
         ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TopologyError(
-            f"{path}: not valid TOML: {exc}",
-            fix=["fix the syntax at the line and column named above"],
-        ) from None
+    except PermissionError:
+        raise refuse("cannot be read: permission denied",
+                     f"make it readable by this user (chmod u+r {path})") from None
+    except OSError as exc:
+        raise refuse(f"cannot be read: {exc.strerror or exc}",
+                     "pass a regular TOML file with -f PATH") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise refuse(f"larger than {MAX_FILE_BYTES >> 20} MiB: not a topology file",
+                     "pass the topology file (a few kilobytes of TOML)")
+    nul = data.find(0)
+    if nul >= 0:
+        raise refuse(f"binary data (a NUL byte at offset {nul}), not TOML text",
+                     "pass the topology file, a UTF-8 TOML text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise refuse(f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                     f"save the file as UTF-8 (e.g. iconv -t UTF-8 {path})") from None
+
+
+def _check_text(raw: dict[str, Any], label: str) -> None:
+    """Refuse a NUL character in any key or string (no command line, environment variable
+    or file name can hold one). Iterative: a value may nest deeply."""
+    stack: list[tuple[str, Any]] = [("", raw)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if "\0" in str(key):
+                    raise _nul_error(label, where)
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{index}", item) for index, item in enumerate(value))
+        elif isinstance(value, str) and "\0" in value:
+            raise _nul_error(label, path)
+
+
+def _nul_error(label: str, where: str) -> TopologyError:
+    shown = where.replace(chr(0), "\\0")
+    return TopologyError(
+        f"{label}: {shown}: a NUL character (\\u0000) in a key or value",
+        checked=["every key and string of the topology"],
+        fix=["remove the \\u0000 escape: no command, variable or path can hold a NUL"],
+    )
 
 
 def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,9 +254,9 @@ def _check_kinds(raw: dict[str, Any], label: str) -> None:
                 f"{label}: services.{name}: missing key 'kind'",
                 fix=[f"add kind = one of {', '.join(sorted(KINDS))}"],
             )
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             raise TopologyError(
-                f"{label}: services.{name}.kind: unknown kind {kind!r}"
+                f"{label}: services.{name}.kind: unknown kind {_short(kind)}"
                 f"{did_you_mean(str(kind), KINDS)}",
                 checked=[f"known kinds: {', '.join(sorted(KINDS))}"],
                 fix=["use one of the known kinds"],
@@ -178,14 +276,33 @@ def _validation_error(exc: ValidationError, raw: dict[str, Any], label: str) -> 
             lines.append(f"{path}: missing required key")
         else:
             given = error.get("input")
-            shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+            shown = "" if isinstance(given, dict | list) else f" (got {_short(given)})"
             lines.append(f"{path}: {_clean(error['msg'])}{shown}")
     first, *rest = lines
+    more = [f"also: {line}" for line in rest[:MAX_ALSO]]
+    if len(rest) > MAX_ALSO:
+        more.append(f"... and {len(rest) - MAX_ALSO} more problems")
     return TopologyError(
         f"{label}: {first}",
         fix=["correct the key named above (README: Topology reference lists every key)"],
-        details="\n".join(f"also: {line}" for line in rest),
+        details="\n".join(more),
     )
+
+
+MAX_ALSO = 20
+"""Further validation problems listed after the first (a generated topology can have
+thousands)."""
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a value from the file may be megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _listing(names: Sequence[str], limit: int = 20) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def _other_kinds(key: str, loc: tuple[int | str, ...]) -> str:
@@ -298,7 +415,7 @@ def _require_service(
     if name not in services:
         raise TopologyError(
             f"{label}: {key}: no service named {name!r}{did_you_mean(name, services)}",
-            checked=[f"services declared: {', '.join(services)}"],
+            checked=[f"services declared: {_listing(list(services))}"],
             fix=[f"declare [services.{name}] or correct the name"],
         )
 
@@ -329,25 +446,18 @@ def _check_ref(
 
 
 def _check_cycles(topology: Topology, label: str) -> None:
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
+    graph = topology.graph
+    import networkx as nx
 
-    def visit(name: str) -> None:
-        state[name] = 1
-        path.append(name)
-        for dep in sorted(topology.dependencies(name)):
-            if state.get(dep) == 1:
-                cycle = [*path[path.index(dep):], dep]
-                raise TopologyError(
-                    f"{label}: dependency cycle: {' -> '.join(cycle)}",
-                    checked=["depends_on, replica_of, etcd, backend and {service.attr} references"],
-                    fix=["remove one of these dependencies so that services can start in order"],
-                )
-            if state.get(dep) is None:
-                visit(dep)
-        path.pop()
-        state[name] = 2
-
-    for name in topology.services:
-        if name not in state:
-            visit(name)
+    if nx.is_directed_acyclic_graph(graph):
+        return
+    # An edge runs from a dependency to its dependent; the message reads dependent -> dependency.
+    edges = nx.find_cycle(graph)
+    cycle = [edges[0][0], *(source for source, _ in reversed(edges))]
+    shown = cycle if len(cycle) <= 12 else [*cycle[:6], f"... ({len(cycle) - 1} services)",
+                                            *cycle[-3:]]
+    raise TopologyError(
+        f"{label}: dependency cycle: {' -> '.join(shown)}",
+        checked=["depends_on, replica_of, etcd, backend and {service.attr} references"],
+        fix=["remove one of these dependencies so that services can start in order"],
+    )

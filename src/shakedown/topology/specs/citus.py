@@ -27,6 +27,7 @@ class CitusSpec(PostgresServerKeys, ServiceSpec):
         "worker_urls",
     )
     kind: Literal["citus"] = "citus"
+    parts_named_after_service: ClassVar[bool] = True
     workers: int = 2
     spare_workers: int = Field(default=0, ge=0)
     extensions: Extensions = ()

@@ -19,6 +19,7 @@ class HAProxySpec(ServiceSpec):
     service_fields: ClassVar[dict[str, tuple[str, ...]]] = {"backend": ("postgres-ha",)}
     fronts: ClassVar[str | None] = "backend"
     kind: Literal["haproxy"] = "haproxy"
+    parts_named_after_service: ClassVar[bool] = True
     backend: str
     check_interval: float = Field(default=0.1, gt=0)
     bin_dir: str | None = None

@@ -27,6 +27,7 @@ class PatroniSpec(PostgresServerKeys, ServiceSpec):
     )
     service_fields: ClassVar[dict[str, tuple[str, ...]]] = {"etcd": ("etcd",)}
     kind: Literal["postgres-ha"] = "postgres-ha"
+    parts_named_after_service: ClassVar[bool] = True
     etcd: str
     members: int = 3
     synchronous_mode: bool = False

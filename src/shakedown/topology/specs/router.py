@@ -140,6 +140,7 @@ class RouterSpec(ServiceSpec):
 
     exports: ClassVar[tuple[str, ...]] = ("host", "port", "url")
     kind: Literal["router"] = "router"
+    parts_named_after_service: ClassVar[bool] = True
     routes: tuple[RouteSpec, ...] = Field(min_length=1)
     check_interval: float = Field(default=0.1, gt=0)
     poll_interval: float = Field(default=0.15, gt=0)
