@@ -13,6 +13,7 @@ and the format of what a run leaves there. Everything else asks it for paths.
     report.html                  the HTML report
     checks.json                  results of `shakedown check RUN_DIR` (CheckRecord), for the report
     histories/ENV.jsonl          each environment's history, copied at the end of the run
+    environments/ENV.json        each environment's start/stop seconds, scope and tests
     logs/ENV/SERVICE.log         service logs copied for failed tests
   history.db                     trends across runs (reports' HistoryDB)
 ```"""
@@ -92,6 +93,14 @@ class RunPaths:
         return sorted(self.histories_dir.glob("*.jsonl"))
 
     @property
+    def timings_dir(self) -> Path:
+        return self.dir / "environments"
+
+    def timing_file(self, env: str) -> Path:
+        """An environment's start and stop seconds, scope and tests (for sharding)."""
+        return self.timings_dir / f"{env}.json"
+
+    @property
     def logs_dir(self) -> Path:
         return self.dir / "logs"
 
@@ -169,6 +178,7 @@ class TestRecord:
     longrepr: str = ""
     measurements: dict[str, float] = field(default_factory=dict)
     targets_missed: list[str] = field(default_factory=list)
+    shard: str = ""  # "K/N" when the test ran in a shard (--shakedown-shard)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TestRecord:
@@ -180,6 +190,7 @@ class TestRecord:
             longrepr=str(data.get("longrepr") or ""),
             measurements={str(k): float(v) for k, v in (data.get("measurements") or {}).items()},
             targets_missed=[str(m) for m in data.get("targets_missed") or ()],
+            shard=str(data.get("shard") or ""),
         )
 
     def missed(self, metric: str) -> bool:
@@ -200,6 +211,8 @@ class Results:
     targets: dict[str, str] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
     git_commit: str = ""  # filled by the report when the run's directory is a git checkout
+    # --shakedown-shard: {"label": "K/N", "planned_s", "source"}; a merged run: {"merged": [...]}
+    shard: dict[str, Any] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         counts = {outcome: 0 for outcome in OUTCOMES}
@@ -225,6 +238,7 @@ class Results:
             targets={str(k): str(v) for k, v in (data.get("targets") or {}).items()},
             logs=[str(p) for p in data.get("logs") or []],
             git_commit=str(data.get("git_commit") or ""),
+            shard=dict(data.get("shard") or {}),
         )
 
     def write(self, run: RunPaths) -> Path:

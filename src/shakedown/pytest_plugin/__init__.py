@@ -22,6 +22,7 @@ from ..errors import MissingBinaryError, ShakedownError, mask_url
 from ..history import mark_test
 from ..services import ResetsPerTest
 from ..store import RunPaths, StateStore
+from . import _shard
 from ._manager import SCOPES, EnvironmentManager, Started
 from ._options import add_options, settings_from
 from ._reporting import finish as finish_reporting
@@ -47,6 +48,7 @@ __all__ = ["pytest_addoption", "pytest_configure", "shakedown_env"]
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+    _shard.add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,6 +67,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[MANAGER] = EnvironmentManager(settings, worker, run_dir)
     config.stash[RESULTS] = RunResults(run_id, run_dir)
     config.stash[FAILURES] = {}
+    _shard.configure(config)
+    config.stash[RESULTS].shard = _shard.results_info(config)
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m and other plugins chose the tests
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _shard.modify_items(config, items, config.stash[MANAGER], config.stash[RESULTS].run_dir)
+    config.stash[RESULTS].shard = _shard.results_info(config)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    return _shard.make_scheduler(config, log, config.stash[RESULTS].run_dir)
 
 
 @pytest.fixture
@@ -232,6 +247,7 @@ def _config_of(report: pytest.TestReport) -> pytest.Config | None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     manager = session.config.stash[MANAGER]
     manager.close()
+    _shard.session_finish(session)
     finish_reporting(session, session.config.stash[RESULTS], manager.settings)
 
 
@@ -246,7 +262,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
     terminalreporter.section("shakedown")
     for line in summary_lines(results, path):
         terminalreporter.write_line(line)
-    for line in reporting_lines(config):
+    for line in [*_shard.summary_lines(config), *reporting_lines(config)]:
         terminalreporter.write_line(line)
     if config.stash[MANAGER].settings.keep:
         terminalreporter.write_line("environments kept running (--shakedown-keep); take them "

@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ class Started:
     first_test: str
     reported: bool = False
     measured_index: dict[str, int] = field(default_factory=dict)
+    start_s: float = 0.0  # how long up() took (0 when reused)
+    tests: list[str] = field(default_factory=list)  # that used it, in the order they ran
 
 
 class EnvironmentManager:
@@ -69,8 +72,14 @@ class EnvironmentManager:
     def get(self, item: pytest.Item, path: Path, scope: str) -> Started:
         key = (path, self._scope_key(item, scope))
         if key not in self.started:
+            began = time.perf_counter()
             self.started[key] = self._start(item, path, scope, key[1])
-        return self.started[key]
+            if not self.settings.reuse:  # attaching to a running one is no start to plan
+                self.started[key].start_s = time.perf_counter() - began
+        started = self.started[key]
+        if item.nodeid not in started.tests:
+            started.tests.append(item.nodeid)
+        return started
 
     @staticmethod
     def _scope_key(item: pytest.Item, scope: str) -> str:
@@ -136,17 +145,37 @@ class EnvironmentManager:
                     and (nextitem is None or str(nextitem.path) != str(item.path)))
             )
             if ends:
-                self._down(key)
+                self._down(key, stopped_in=item.nodeid)
 
     def close(self) -> None:
         for key in list(self.started):
-            self._down(key)
+            self._down(key, stopped_in=None)
 
-    def _down(self, key: tuple[Path, str]) -> None:
+    def _down(self, key: tuple[Path, str], stopped_in: str | None) -> None:
         started = self.started.pop(key)
         self.keep_history(started.env)
+        began = time.perf_counter()
         if started.owned:
             started.env.down()
+        self._keep_timing(started, time.perf_counter() - began if started.owned else 0.0,
+                          stopped_in)
+
+    def _keep_timing(self, started: Started, stop_s: float, stopped_in: str | None) -> None:
+        """What sharding plans with: how long the environment took to start and stop, and
+        in which test's time each of those was counted (a session environment stops after
+        the last test, in no test's time)."""
+        topology = started.env.topology.path
+        try:
+            relative = str(Path(topology).resolve().relative_to(self.settings.rootdir.resolve()))
+        except ValueError:
+            relative = str(topology)
+        target = RunPaths(self.run_dir).timing_file(started.env.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps({
+            "name": started.env.name, "env_id": started.env.env_id, "topology_rel": relative,
+            "scope": started.scope, "worker": self.worker, "start_s": round(started.start_s, 6),
+            "stop_s": round(stop_s, 6), "started_in": started.first_test,
+            "stopped_in": stopped_in, "tests": started.tests}))
 
     def keep_history(self, env: Environment) -> Path | None:
         """Copy the environment's history (faults, service events, test marks, workload

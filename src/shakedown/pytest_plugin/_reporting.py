@@ -102,7 +102,8 @@ def finish(session: pytest.Session, results: RunResults, settings: Settings) -> 
     comparisons: list[Comparison] = []
     try:
         comparisons = compare(run, db, reported.policy)
-        db.record_run(run, git_commit=commit, rootdir=str(settings.rootdir))
+        if not results.shard:  # a shard is recorded once its run is merged (shakedown merge)
+            db.record_run(run, git_commit=commit, rootdir=str(settings.rootdir))
     except Exception as exc:  # a damaged history must not cost the results
         reported.problems.append(f"history {db.path} not updated: {type(exc).__name__}: {exc}")
     reported.regressions = regressions(comparisons)

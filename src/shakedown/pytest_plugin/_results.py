@@ -30,6 +30,7 @@ class RunResults:
     environments: dict[str, dict[str, Any]] = field(default_factory=dict)
     log_copies: set[str] = field(default_factory=set)
     targets: dict[str, str] = field(default_factory=dict)
+    shard: dict[str, Any] = field(default_factory=dict)  # set under --shakedown-shard
 
     @property
     def paths(self) -> RunPaths:
@@ -72,10 +73,24 @@ class RunResults:
         return counts
 
     def to_results(self) -> Results:
+        label = str(self.shard.get("label") or "")
+        for test in self.tests.values():
+            test.shard = label
         return Results(run_id=self.run_id, started=self.started, finished=time.time(),
                        tests=list(self.tests.values()),
-                       environments=list(self.environments.values()), targets=self.targets,
-                       logs=sorted(self.log_copies))
+                       environments=[self._with_timing(e) for e in self.environments.values()],
+                       targets=self.targets, logs=sorted(self.log_copies), shard=self.shard)
+
+    def _with_timing(self, info: dict[str, Any]) -> dict[str, Any]:
+        """The environment's start/stop seconds, scope and tests, written by whichever
+        process (an xdist worker) took it down."""
+        path = self.paths.timing_file(str(info.get("name")))
+        try:
+            timing = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return info
+        shard = {"shard": self.shard["label"]} if self.shard.get("label") else {}
+        return {**info, **{k: v for k, v in timing.items() if k not in info}, **shard}
 
     def write(self) -> Path:
         return self.to_results().write(self.paths)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..store import OUTCOMES, RunPaths, TestRecord
 from ._historydb import (
+    Durations,
     HistoryDB,
     MetricTrend,
     Point,
@@ -36,6 +37,7 @@ __all__ = [
     "OUTCOMES",
     "OUTCOMES_ENV",
     "Comparison",
+    "Durations",
     "Event",
     "HistoryDB",
     "Interval",

@@ -70,6 +70,18 @@ CREATE TABLE IF NOT EXISTS repeat_tests (
     flaky INTEGER NOT NULL,
     PRIMARY KEY (repeat_id, nodeid)
 );
+CREATE TABLE IF NOT EXISTS environments (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    topology TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    start_s REAL NOT NULL,
+    stop_s REAL NOT NULL,
+    started_in TEXT,
+    stopped_in TEXT,
+    shard TEXT NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
 """
 
 
@@ -151,6 +163,15 @@ def flips(outcomes: Sequence[str]) -> int:
 
 
 @dataclass(frozen=True)
+class Durations:
+    """Recorded seconds: each test's own (nodeid → s) and each topology's start + stop
+    (topology path relative to the rootdir → s)."""
+
+    tests: dict[str, float]
+    environments: dict[str, float]
+
+
+@dataclass(frozen=True)
 class RunRow:
     run_id: str
     started: float
@@ -200,6 +221,18 @@ class HistoryDB:
                 [(run.run_id, t.nodeid, metric, value, topology.get(t.nodeid, ""))
                  for t in run.tests for metric, value in t.measurements.items()],
             )
+            conn.executemany(
+                "INSERT OR REPLACE INTO environments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run.run_id, str(e["name"]), str(e.get("topology_rel") or e.get("topology")),
+                  str(e.get("scope") or ""), float(e["start_s"]), float(e.get("stop_s") or 0),
+                  e.get("started_in"), e.get("stopped_in"), str(e.get("shard") or ""))
+                 for e in run.environments if e.get("start_s") is not None],
+            )
+
+    def delete_runs(self, run_ids: Sequence[str]) -> None:
+        """Forget runs (a merged run replaces the shards it was made of)."""
+        with self._connect() as conn:
+            conn.executemany("DELETE FROM runs WHERE run_id = ?", [(r,) for r in run_ids])
 
     def record_repeat(self, repeat_id: str, started: float, finished: float, *,
                       git_commit: str | None, iterations: int, success_rate: float | None,
@@ -269,6 +302,35 @@ class HistoryDB:
                 by_test.setdefault(nodeid, []).append((outcome, duration))
         return [TestTrend(n, tuple(o for o, _ in rows_[-last:]), tuple(d for _, d in rows_[-last:]))
                 for n, rows_ in by_test.items()]
+
+    def durations(self, last: int = 5) -> Durations:
+        """Each test's own duration (its environment's start and stop taken out) and each
+        topology's start + stop, medians of the last ``last`` runs: what sharding plans with."""
+        if not self.exists():
+            return Durations({}, {})
+        with self._connect() as conn:
+            runs = [r[0] for r in conn.execute(
+                "SELECT run_id FROM runs ORDER BY started DESC, run_id DESC LIMIT ?", (last,))]
+            marks = "?" * len(runs)
+            tests = conn.execute(
+                f"SELECT run_id, nodeid, duration FROM tests WHERE run_id IN "
+                f"({','.join(marks)}) AND outcome != 'not run'", runs).fetchall()
+            env_rows = conn.execute(
+                f"SELECT run_id, start_s, stop_s, started_in, stopped_in, topology FROM "
+                f"environments WHERE run_id IN ({','.join(marks)})", runs).fetchall()
+        overhead: dict[tuple[str, str], float] = {}
+        costs: dict[str, list[float]] = {}
+        for run_id, start_s, stop_s, started_in, stopped_in, topology in env_rows:
+            costs.setdefault(topology, []).append(start_s + stop_s)
+            for nodeid, seconds in ((started_in, start_s), (stopped_in, stop_s)):
+                if nodeid:
+                    overhead[(run_id, nodeid)] = overhead.get((run_id, nodeid), 0.0) + seconds
+        own: dict[str, list[float]] = {}
+        for run_id, nodeid, duration in tests:
+            own.setdefault(nodeid, []).append(max(0.0, duration - overhead.get((run_id, nodeid),
+                                                                               0.0)))
+        return Durations({k: float(statistics.median(v)) for k, v in own.items()},
+                         {k: float(statistics.median(v)) for k, v in costs.items()})
 
     def recent_runs(self, last: int = 10) -> list[RunRow]:
         if not self.exists():
