@@ -182,6 +182,15 @@ class PatroniCitusService(PostgresFamily, SpawnedService):
         return [group.member_name(i) for group in self.groups
                 for i in range(self.spec.members)]
 
+    def all_members(self) -> dict[str, str]:
+        """Every member of every group: Patroni name → its own URL (for a role sampler)."""
+        return {m.name: m.url for group in self.groups for m in group.members}
+
+    def member_groups(self) -> dict[str, str]:
+        """Every member's group label (``group1``): a role sampler's ``groups``, so that
+        ``single_leader`` wants one primary per group."""
+        return {m.name: group.label for group in self.groups for m in group.members}
+
     @property
     def members(self) -> list[ClusterMember]:
         """The coordinator group's members (what HAProxy routes to)."""
