@@ -64,3 +64,28 @@ def test_unknown_without_samples() -> None:
     history = History()
     history.append(0, "invoke", "add", 1)
     assert single_leader(history).validity == "unknown"
+
+
+def test_groups_are_checked_one_by_one() -> None:
+    """Patroni's Citus groups: a primary per group is right; two in one group is split brain,
+    named by its members; a group without a primary counts as a sample without one."""
+    def member(role: str, group: str) -> dict[str, object]:
+        return {"role": role, "writable": role == "primary", "group": group}
+
+    history = roles(
+        {"c0": member("primary", "group0"), "w0": member("primary", "group1"),
+         "w1": member("replica", "group1")},
+        {"c0": member("primary", "group0"), "w0": member("unknown", "group1"),
+         "w1": member("replica", "group1")},
+    )
+    result = single_leader(history)
+    assert result.validity == "valid", result.explanation
+    assert result.counts["no_primary_samples"] == 1
+    assert result.counts["max_writable_primaries"] == 2
+
+    history.append("nemesis", "ok", "roles", {
+        "c0": member("primary", "group0"), "w0": member("primary", "group1"),
+        "w1": member("primary", "group1")}, at=5.0)
+    result = single_leader(history)
+    assert result.validity == "invalid"
+    assert result.details["split_brain"] == [{"time": 5.0, "members": ["w0", "w1"]}]

@@ -1,5 +1,7 @@
 """The single-leader checker: at no sampled moment may two members of a cluster both be
-writable primaries (split brain). Samples come from role probes recorded in the history."""
+writable primaries (split brain). Samples come from role probes recorded in the history. A
+sample whose members carry a ``group`` (Patroni's Citus groups: one cluster each) is checked
+per group: one writable primary in each group is right, two in one group is split brain."""
 
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ RoleSamples = History | Iterable[Op] | Iterable[RoleTuple]
 class _Sample:
     time: float
     writable_primaries: tuple[str, ...]
+    split: tuple[str, ...] = ()
+    """The writable primaries of every group that has more than one (split brain)."""
+    groups: int = 1
 
 
 def single_leader(samples: RoleSamples, f: str = "roles") -> Result:
@@ -27,29 +32,30 @@ def single_leader(samples: RoleSamples, f: str = "roles") -> Result:
 
     ``samples`` is a history (or ops) with ops ``f="roles"`` whose value maps member to role
     (``"primary" | "replica" | "unknown"``; a primary counts as writable) or to
-    ``{"role": ..., "writable": bool}`` (a fenced, read-only primary is not writable); or an
+    ``{"role": ..., "writable": bool}`` (a fenced, read-only primary is not writable), with an
+    optional ``"group"`` (members of different groups are different clusters); or an
     iterable of ``(time, member, role, writable)`` tuples, grouped by equal time. Invalid if a
-    sample shows two or more writable primaries; unknown when there are no samples.
+    sample shows two or more writable primaries in one group; unknown when there are no
+    samples. ``no_primary_samples`` counts samples in which some group had no primary.
     """
     parsed = _parse(samples, f)
     if not parsed:
         return unknown("no role samples")
-    split = [s for s in parsed if len(s.writable_primaries) > 1]
+    split = [s for s in parsed if s.split]
     counts = {
         "samples": len(parsed),
         "split_brain_samples": len(split),
-        "no_primary_samples": sum(1 for s in parsed if not s.writable_primaries),
+        "no_primary_samples": sum(1 for s in parsed if len(s.writable_primaries) < s.groups
+                                  and not s.split),
         "max_writable_primaries": max(len(s.writable_primaries) for s in parsed),
     }
     if split:
-        shown = [f"{s.time:.3f}s: {', '.join(s.writable_primaries)}" for s in split]
+        shown = [f"{s.time:.3f}s: {', '.join(s.split)}" for s in split]
         return invalid(
             f"two or more writable primaries at once in {len(split)} of "
             f"{len(parsed)} samples: {preview(shown, 5)}",
             counts,
-            split_brain=[
-                {"time": s.time, "members": list(s.writable_primaries)} for s in split[:10]
-            ],
+            split_brain=[{"time": s.time, "members": list(s.split)} for s in split[:10]],
         )
     return valid(
         f"at most one writable primary in each of {len(parsed)} samples "
@@ -71,8 +77,18 @@ def _is_role_sample(op: Op, f: str) -> bool:
 
 
 def _from_op(op: Op) -> _Sample:
-    members = sorted(m for m, state in op.value.items() if _writable_primary(state))
-    return _Sample(op.time, tuple(members))
+    by_group: dict[str, list[str]] = {}
+    for member, state in op.value.items():
+        primaries = by_group.setdefault(_group(state), [])
+        if _writable_primary(state):
+            primaries.append(member)
+    members = sorted(m for group in by_group.values() for m in group)
+    split = sorted(m for group in by_group.values() if len(group) > 1 for m in group)
+    return _Sample(op.time, tuple(members), tuple(split), len(by_group))
+
+
+def _group(state: Any) -> str:
+    return str(state.get("group", "")) if isinstance(state, Mapping) else ""
 
 
 def _writable_primary(state: Any) -> bool:
@@ -88,4 +104,5 @@ def _from_tuples(rows: list[Any]) -> list[_Sample]:
         primaries = by_time.setdefault(float(time), [])  # a sample without primary counts too
         if str(role).lower() in PRIMARY_ROLES and writable:
             primaries.append(str(member))
-    return [_Sample(t, tuple(sorted(m))) for t, m in sorted(by_time.items())]
+    return [_Sample(t, tuple(sorted(m)), tuple(sorted(m)) if len(m) > 1 else ())
+            for t, m in sorted(by_time.items())]

@@ -57,7 +57,7 @@ SERVICE_CLASSES: dict[str, type[Service]] = _import_kinds()
 
 def create_service(spec: ServiceSpec, ctx: ServiceContext) -> Service:
     """An instance of the class that implements ``spec.kind``."""
-    return SERVICE_CLASSES[spec.kind](spec, ctx)
+    return SERVICE_CLASSES[spec.kind].class_for(spec)(spec, ctx)
 
 
 def doctor_lines() -> list[DoctorLine]:

@@ -173,6 +173,12 @@ class Service:
         Service.registry[kind] = cls
 
     @classmethod
+    def class_for(cls, spec: ServiceSpec) -> type[Service]:
+        """The class that runs ``spec``: this one, unless a kind runs some of its specs with
+        another (``postgres-ha`` with ``citus`` set: a Patroni cluster per Citus group)."""
+        return cls
+
+    @classmethod
     def doctor(cls) -> list[DoctorLine]:
         """What ``shakedown doctor`` says about this kind (nothing to say by default)."""
         return []

@@ -31,7 +31,8 @@ def _not_citus(names: tuple[str, ...]) -> tuple[str, ...]:
     if CITUS in names:
         raise ValueError(
             "citus is not an extension of this kind: a Citus cluster is a kind of its own "
-            "(kind = \"citus\", a coordinator and `workers` workers)")
+            "(kind = \"citus\", a coordinator and `workers` workers), or Patroni's Citus mode "
+            "on a postgres-ha service (citus = { workers = 2 })")
     return names
 
 

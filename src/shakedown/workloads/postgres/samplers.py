@@ -4,7 +4,9 @@ the history, for the ``single_leader`` and ``replication_lag`` checkers:
 - ``RoleSampler``: every interval, asks each member directly whether it is in recovery; a
   member that answers ``false`` is a writable primary. Recorded as ``f="roles"`` with value
   ``{member: {"role": "primary"|"replica"|"unknown", "writable": bool}}``, all members at the
-  same time, so two writable primaries in one sample is a split brain.
+  same time, so two writable primaries in one sample is a split brain. With ``groups``
+  (member → group, e.g. Patroni's Citus groups) each member's value carries its ``"group"``
+  and the checker wants one primary per group.
 - ``LagSampler``: every interval, reads ``pg_stat_replication`` on whichever member is the
   primary now and records ``f="lag"`` with ``{replica: seconds}`` (the time its replay is
   behind; 0 when it has replayed everything the primary wrote).
@@ -71,10 +73,11 @@ class RoleSampler(_Sampler):
     """Which members are writable primaries, sampled together."""
 
     def __init__(self, members: Mapping[str, str], history: History, interval: float = 0.1,
-                 timeout: float = 0.5) -> None:
+                 timeout: float = 0.5, groups: Mapping[str, str] | None = None) -> None:
         super().__init__(history, interval)
         self.members = dict(members)
         self.timeout = timeout
+        self.groups = dict(groups or {})
 
     def sample(self) -> None:
         at = self.history.now()
@@ -86,6 +89,8 @@ class RoleSampler(_Sampler):
             else:
                 primary = not rows[0][0]
                 roles[name] = {"role": "primary" if primary else "replica", "writable": primary}
+            if name in self.groups:
+                roles[name]["group"] = self.groups[name]
         self.history.append(NEMESIS, "info", "roles", roles, at=at)
 
 

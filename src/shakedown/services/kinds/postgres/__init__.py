@@ -1,5 +1,6 @@
 """The PostgreSQL family: the ``postgres`` kind (``server``), the ``postgres-ha`` kind
-(``patroni``, with Patroni's configuration and member processes in modules of their own), the
+(``patroni``, with Patroni's configuration and member processes in modules of their own, and
+its Citus mode in ``_patroni_citus``), the
 ``citus`` kind (``citus``: a coordinator and workers) and what they share (``_family``:
 superuser, password, URLs, settings, first-start work; ``_binaries``: binaries, the initdb
 template cache, init SQL files; ``_server``: one PostgreSQL server, the postgres kind's and
@@ -8,6 +9,7 @@ this family imports the shared modules, never another kind's."""
 
 from ._binaries import PgBinaries, Template, ensure_template, find_binaries
 from ._family import SUPERUSER, PostgresFamily
+from ._patroni_citus import PatroniCitusService, PatroniGroup
 from .citus import CitusNode, CitusService, ShardPlacement
 from .patroni import PatroniService
 from .server import Database, PostgresService
@@ -17,6 +19,8 @@ __all__ = [
     "CitusNode",
     "CitusService",
     "Database",
+    "PatroniCitusService",
+    "PatroniGroup",
     "PatroniService",
     "PgBinaries",
     "PostgresFamily",

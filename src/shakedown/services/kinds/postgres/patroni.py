@@ -45,7 +45,7 @@ from ....netproxy import SOURCE_VARIABLE
 from ....process import NotReady, Spawned, copy_tree, spawn, wait_ready
 from ....topology import ServiceSpec
 from ....topology.specs.postgres_ha import PatroniSpec
-from ..._base import LOOPBACK, DoctorLine
+from ..._base import LOOPBACK, DoctorLine, Service
 from ..._protocols import ClusterMember, Front
 from . import _extensions
 from ._binaries import Template
@@ -59,6 +59,9 @@ Member = ClusterMember
 class PatroniService(PostgresFamily, PatroniConfig, PatroniProcesses, kind="postgres-ha"):
     stop_signal: ClassVar[int] = signal.SIGTERM
     spec: PatroniSpec
+    citus_class: ClassVar[type[Service] | None] = None
+    """Runs the specs with ``citus`` set; ``_patroni_citus`` (which builds on this class, so
+    this module cannot import it) sets it, and the family's package imports that module."""
 
     @classmethod
     def doctor(cls) -> list[DoctorLine]:
@@ -72,9 +75,19 @@ class PatroniService(PostgresFamily, PatroniConfig, PatroniProcesses, kind="post
         return [DoctorLine("patroni (postgres-ha)", True, detail)]
 
     @classmethod
-    def ports_for(cls, spec: ServiceSpec) -> int:
+    def class_for(cls, spec: ServiceSpec) -> type[Service]:
+        """With ``citus`` set, a Patroni cluster per Citus group (``_patroni_citus``)."""
         assert isinstance(spec, PatroniSpec)
-        return 2 * spec.members
+        if spec.citus is None or cls.citus_class is None:
+            return cls
+        return cls.citus_class
+
+    @classmethod
+    def ports_for(cls, spec: ServiceSpec) -> int:
+        """A PostgreSQL and a REST API port per member, in each Citus group if any."""
+        assert isinstance(spec, PatroniSpec)
+        groups = spec.citus.workers + 1 if spec.citus is not None else 1
+        return 2 * spec.members * groups
 
     def __init__(self, spec: PatroniSpec, ctx: Any) -> None:
         super().__init__(spec, ctx)
