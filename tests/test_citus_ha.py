@@ -21,7 +21,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bounds import hang_bound
 from shakedown.checkers import set_full, single_leader
 from shakedown.environment import Environment
 from shakedown.errors import FaultError, TopologyError
@@ -36,7 +35,10 @@ from shakedown.workloads import Runner
 from shakedown.workloads.postgres import PgOptions, RoleSampler, append
 
 HAVE_CITUS = "citus" in installed(find_binaries(None))
-FAST = PgOptions(connect_timeout_s=1, statement_timeout_s=2.0, op_timeout_s=3.0)
+# Generous: a new session's first distributed statement opens connections to the workers,
+# which on a loaded machine takes seconds; a tighter timeout fails it, the client reconnects
+# and the next session pays the same again.
+FAST = PgOptions(connect_timeout_s=3, statement_timeout_s=10.0, op_timeout_s=15.0)
 CLUSTER = """
     [services.dcs]
     kind = "etcd"
@@ -175,6 +177,9 @@ def test_groups_form_one_citus_cluster_behind_haproxy(
             db.group("group9")
 
 
+# Six Patroni members and two waits of Patroni's fixed ttl: under a shared
+# machine's load the default 300 s per test is too tight a hang bound.
+@pytest.mark.timeout(600)
 def test_worker_group_fails_over_and_distributed_writes_resume_without_loss(
     write_topology: Callable[..., Path],
 ) -> None:
@@ -193,14 +198,14 @@ def test_worker_group_fails_over_and_distributed_writes_resume_without_loss(
         with sampler, Runner(client, append.generator(rate=100.0), concurrency=3,
                              history=history) as runner:
             began = history.now()
-            eventually(lambda: acknowledged(history, began) >= 50, timeout=hang_bound(30))
+            eventually(lambda: acknowledged(history, began) >= 50, timeout=30)
             killed_at = time.monotonic()
             env.faults.kill("db", f"group1-member{old.index}")
-            new = group.wait_leader(timeout=hang_bound(90), exclude=old.name)
-            db.wait_registered(timeout=hang_bound(60))
+            new = group.wait_leader(timeout=90, exclude=old.name)
+            db.wait_registered(timeout=60)
             assert db.registered_primaries()[1] == group.connect_address(new)
             resumed = history.now()
-            eventually(lambda: acknowledged(history, resumed) >= 50, timeout=hang_bound(60),
+            eventually(lambda: acknowledged(history, resumed) >= 50, timeout=60,
                        description="distributed writes resume on the new worker primary")
             failover = time.monotonic() - killed_at
             runner.stop()
