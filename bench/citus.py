@@ -13,7 +13,17 @@ Measured, alternating so that both see the same machine load:
   (``db.ready``: the service's start to ``citus_check_cluster_node_health()`` all true), and
   the whole ``up()`` (the fault proxy for the inter-node links included).
 
-Target (issue 16): shakedown's ready time within 1.5x of the floor. Exit status 1 when missed."""
+Target (issue 16): shakedown's ready time within 1.5x of the floor. Exit status 1 when missed.
+
+    .venv/bin/python bench/citus.py --ha [--runs 3]
+
+measures Patroni's Citus mode instead (``kind = "postgres-ha"``, ``members = 2``, ``citus =
+{ workers = 2 }``: three groups of two members), alternating with its floor in the same run:
+the same three Patroni clusters without Citus (three plain 2-member ``postgres-ha`` services
+of one environment, started in parallel as the groups are; the floor is the slowest one's
+``ready``). Printed: the groups' part of ``db.ready`` (every group with a leader and a
+streaming replica) and the whole ``db.ready`` (Patroni creating Citus in each group and the
+coordinator registering every group's leader included). Target: within 1.5x of the floor."""
 
 from __future__ import annotations
 
@@ -43,6 +53,25 @@ TOPOLOGY = """
 kind = "citus"
 workers = 2
 """
+HA_TOPOLOGY = """
+[services.dcs]
+kind = "etcd"
+
+[services.db]
+kind = "postgres-ha"
+etcd = "dcs"
+members = 2
+citus = { workers = 2 }
+"""
+HA_FLOOR_TOPOLOGY = """
+[services.dcs]
+kind = "etcd"
+""" + "".join(f"""
+[services.db{group}]
+kind = "postgres-ha"
+etcd = "dcs"
+members = 2
+""" for group in range(3))
 
 
 def floor_once() -> float:
@@ -123,10 +152,59 @@ def shakedown_once(path: Path) -> tuple[float, float]:
     return ready, up
 
 
+def ha_once(path: Path) -> tuple[float, float]:
+    """Patroni's Citus mode: (the groups' part of db.ready, the whole db.ready)."""
+    env = Environment.from_file(path)
+    try:
+        env.up()
+        db = env["db"]
+        groups = getattr(db, "groups_ready_seconds", None)
+        assert groups is not None, f"{db.kind} is not in Patroni's Citus mode"
+        return groups, env.measurements()["db.ready"]
+    finally:
+        env.down()
+
+
+def ha_floor_once(path: Path) -> float:
+    """Three plain 2-member Patroni clusters in parallel: the slowest one's ready time."""
+    env = Environment.from_file(path)
+    try:
+        env.up()
+        return max(env.measurements()[f"db{group}.ready"] for group in range(3))
+    finally:
+        env.down()
+
+
+def main_ha(runs: int) -> int:
+    directory = Path(tempfile.mkdtemp(prefix="bench-citus-ha-"))
+    path, floor_path = directory / "shakedown.toml", directory / "floor.toml"
+    path.write_text(textwrap.dedent(HA_TOPOLOGY))
+    floor_path.write_text(textwrap.dedent(HA_FLOOR_TOPOLOGY))
+    ha_once(path)  # warm: the template, Patroni's interpreter files in the page cache
+    floors, groups, readies = [], [], []
+    for _ in range(runs):
+        floors.append(ha_floor_once(floor_path))
+        grouped, ready = ha_once(path)
+        groups.append(grouped)
+        readies.append(ready)
+    shutil.rmtree(directory, ignore_errors=True)
+    for figures in (Figures("floor: 3 plain 2-member Patroni clusters", floors),
+                    Figures("citus HA: every group ready", groups),
+                    Figures("citus HA: db.ready (registered, healthy)", readies)):
+        print(figures.line())
+    ratio = statistics.median(readies) / statistics.median(floors)
+    print(verdict("citus HA ready / floor (medians)", ratio, TARGET_RATIO))
+    return 0 if ratio <= TARGET_RATIO else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--ha", action="store_true",
+                        help="Patroni's Citus mode against three plain Patroni clusters")
     args = parser.parse_args()
+    if args.ha:
+        return main_ha(args.runs)
     directory = Path(tempfile.mkdtemp(prefix="bench-citus-"))
     path = directory / "shakedown.toml"
     path.write_text(textwrap.dedent(TOPOLOGY))
