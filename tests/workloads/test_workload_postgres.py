@@ -214,3 +214,22 @@ def test_indeterminate_is_what_a_lost_write_connection_raises(pg_url: str) -> No
         assert client.invoke("add", 7) == ("ok", 7)  # reconnected
     finally:
         client.close()
+
+
+def test_a_cancelled_write_is_unknown_and_a_cancelled_read_failed(pg_url: str) -> None:
+    """A statement cancelled by its timeout (SQLSTATE 57014) may have committed elsewhere (a
+    Citus worker answers the coordinator after its commit): a write's outcome is unknown, a
+    read's is a failure; a constraint violation stays definite."""
+    append_workload.setup(pg_url)
+    client = AppendClient(pg_url, options=PgOptions(statement_timeout_s=0.2, op_timeout_s=5))
+    client.open()
+    try:
+        with pytest.raises(IndeterminateFailure, match="QueryCanceled"):
+            client.session.run(lambda conn: conn.execute("SELECT pg_sleep(2)"), writes=True)
+        with pytest.raises(DefiniteFailure, match="QueryCanceled"):
+            client.session.run(lambda conn: conn.execute("SELECT pg_sleep(2)"), writes=False)
+        assert client.invoke("add", 3) == ("ok", 3)  # the connection stayed usable
+        with pytest.raises(DefiniteFailure, match="UniqueViolation"):
+            client.invoke("add", 3)
+    finally:
+        client.close()

@@ -93,11 +93,26 @@ class PgSession:
     def _classified(self, exc: BaseException, conn: Connection, writes: bool) -> Exception:
         text = _first_line(exc)
         if not (conn.closed or conn.broken):
+            if writes and _outcome_unknown(exc):
+                return IndeterminateFailure(f"interrupted, outcome unknown: {text}")
             return DefiniteFailure(f"server refused: {text}")
         self.close()
         if writes:
             return IndeterminateFailure(f"connection lost, outcome unknown: {text}")
         return DefiniteFailure(f"connection lost during a read: {text}")
+
+
+# SQLSTATE classes after which a write may have committed although the statement failed: a
+# cancel or shutdown (57) can land after a remote node committed (Citus routes a single-shard
+# insert to a worker and the coordinator's statement timeout fires while it waits for the
+# answer), and a connection error reported by the server (08) can be a coordinator's lost link
+# to a worker after that worker's commit.
+_UNKNOWN_OUTCOME_CLASSES = ("57", "08")
+
+
+def _outcome_unknown(exc: BaseException) -> bool:
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(state, str) and state[:2] in _UNKNOWN_OUTCOME_CLASSES
 
 
 def _first_line(exc: BaseException) -> str:
