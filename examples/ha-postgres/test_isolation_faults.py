@@ -11,8 +11,11 @@ from __future__ import annotations
 import pytest
 from ha_isolation import PROMISED, Outcome, run
 
+from shakedown.waits import scaled
+
 SYNC = pytest.mark.shakedown(file="shakedown.toml", scope="function")
 ASYNC = pytest.mark.shakedown(file="async.toml", scope="function")
+pytestmark = pytest.mark.timeout(scaled(600))  # a fresh cluster per scenario, under a fault
 
 
 def explain(outcome: Outcome) -> str:
