@@ -61,8 +61,8 @@ def real_console() -> Console:
     return resolved
 
 
-console: Console = _LazyConsole()  # type: ignore[assignment]
-err_console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
+console: Console = _LazyConsole(emoji=False)  # type: ignore[assignment]  # ":x:" in a log stays ":x:"
+err_console: Console = _LazyConsole(stderr=True, emoji=False)  # type: ignore[assignment]
 P = ParamSpec("P")
 R = TypeVar("R")
 

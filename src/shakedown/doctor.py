@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from .errors import ShakedownError
-from .process import runtime_root, service_user, tmpfs_has_room
+from .process import mechanism, runtime_root, service_user, tmpfs_has_room
 from .services import DoctorLine, doctor_lines
 
 Check = DoctorLine
@@ -16,7 +16,8 @@ Check = DoctorLine
 def _machine() -> list[Check]:
     checks = [Check("runtime dir", True, str(runtime_root())),
               Check("tmpfs", tmpfs_has_room(), "/dev/shm has >= 1 GiB free" if tmpfs_has_room()
-                    else "/dev/shm missing or full: data goes to disk (slower)")]
+                    else "/dev/shm missing or full: data goes to disk (slower)"),
+              Check("descendants", True, mechanism())]
     if os.geteuid() == 0:
         try:
             user = service_user()

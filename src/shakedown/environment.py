@@ -28,9 +28,12 @@ from .process import (
     PortAllocator,
     Spawned,
     Watchdog,
+    adopted,
+    become_subreaper,
     check_reachable,
     current_owner,
     disk_data_root,
+    kill_adopted,
     kill_tagged,
     reap,
     remove_tree,
@@ -39,8 +42,10 @@ from .process import (
     spawn,
     start_watchdog,
     stop_group,
+    tag_of,
     tagged_processes,
     tmpfs_has_room,
+    write_private,
 )
 from .services import (
     LOOPBACK,
@@ -65,6 +70,10 @@ class Event:
     service: str
     event: str
     seconds: float | None = None
+
+
+_OWNED: set[str] = set()
+"""Ids of the environments this process owns and has not taken down yet."""
 
 
 class _DependencyFailed(Exception):
@@ -233,8 +242,10 @@ class Environment:
         self.data_dir = self._choose_data_dir(root)
         self.started_at = time.time()
         self._cancelled.clear()
+        become_subreaper()  # orphans of any service come back to this process (_kill_adopted)
         self._register(root)
         self._owned = True
+        _OWNED.add(self.env_id)
         self.history = History(self.paths.history_file, origin=self.started_at)
         try:
             self._ports = PortAllocator(root, self.env_id)
@@ -471,11 +482,7 @@ class Environment:
         }
         path = self.paths.state_file
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.touch(mode=0o600)  # generated passwords: readable by the invoking user only
-        tmp.chmod(0o600)
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, path)
+        write_private(path, json.dumps(state, indent=2))  # generated passwords: 0600
 
     # -- down --------------------------------------------------------------------------------
     def down(self, keep: bool = False) -> None:
@@ -494,6 +501,8 @@ class Environment:
         if self._proxy is not None:
             self._proxy.close()
         kill_tagged(self.env_id)  # whatever escaped its process group
+        self._kill_adopted()
+        _OWNED.discard(self.env_id)
         self._remove_volumes(keep_all=keep)
         if keep:
             self.save_state()
@@ -510,6 +519,19 @@ class Environment:
         if self.history is not None:
             self.history.close()
         return errors
+
+    def _kill_adopted(self) -> None:
+        """Kill the orphans re-parented to this process (a subreaper) that belong to this
+        environment: tagged with it, or untagged (a daemon that cleared its environment) while
+        it is the only environment this process owns. Swept until none is left, since
+        killing one hands its own children to us."""
+        for _ in range(10):
+            mine = [pid for pid in adopted()
+                    if tag_of(pid) == self.env_id
+                    or (tag_of(pid) is None and {self.env_id} >= _OWNED)]
+            if not mine:
+                return
+            kill_adopted(mine)
 
     def _remove_volumes(self, keep_all: bool) -> None:
         """Volumes not marked ``keep`` end with the environment (all stay with ``--keep``)."""

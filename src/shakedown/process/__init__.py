@@ -3,6 +3,7 @@ capture, readiness waits, port allocation safe across concurrent runs, environme
 the reaper and the owner watchdog."""
 
 from ._copy import copy_tree
+from ._descendants import adopted, become_subreaper, kill_adopted, mechanism
 from ._paths import TAG_VARIABLE, cache_root, disk_data_root, runtime_root, tmpfs_has_room
 from ._ports import PortAllocator, port_is_free
 from ._ready import (
@@ -14,8 +15,8 @@ from ._ready import (
     tcp_probe,
     wait_ready,
 )
-from ._reaper import ReapReport, kill_tagged, reap, reap_env, tagged_processes
-from ._records import EnvRecord, all_records, current_owner, remove_tree
+from ._reaper import ReapReport, kill_tagged, reap, reap_env, tag_of, tagged_processes
+from ._records import EnvRecord, all_records, current_owner, remove_tree, write_private
 from ._spawn import (
     Spawned,
     descendants,
@@ -48,7 +49,9 @@ __all__ = [
     "Spawned",
     "SupervisorState",
     "Watchdog",
+    "adopted",
     "all_records",
+    "become_subreaper",
     "cache_root",
     "check_reachable",
     "command_probe",
@@ -59,11 +62,13 @@ __all__ = [
     "family",
     "group_members",
     "http_probe",
+    "kill_adopted",
     "kill_group",
     "kill_tagged",
     "kill_tree",
     "log_probe",
     "log_tail",
+    "mechanism",
     "pid_alive",
     "port_is_free",
     "process_state",
@@ -79,9 +84,11 @@ __all__ = [
     "start_watchdog",
     "stop_family",
     "stop_group",
+    "tag_of",
     "tagged_processes",
     "tcp_probe",
     "tmpfs_has_room",
     "wait_group_gone",
     "wait_ready",
+    "write_private",
 ]

@@ -67,6 +67,15 @@ def _tags(environ: bytes) -> dict[bytes, str]:
     return tags
 
 
+def tag_of(pid: int) -> str | None:
+    """The environment id ``pid`` carries, or None (no tag, or gone)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return _tags(handle.read()).get(_TAG)
+    except OSError:
+        return None
+
+
 def kill_tagged(env_id: str) -> list[int]:
     """SIGKILL the process groups of every process tagged ``env_id``; return the pids."""
     pids = list(tagged_processes(env_id))

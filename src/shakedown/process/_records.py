@@ -4,6 +4,7 @@ written before the first process is spawned is enough to clean up after any cras
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -38,9 +39,7 @@ class EnvRecord:
         directory = root / self.env_id
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "env.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)
+        write_private(path, json.dumps(asdict(self), indent=2))
         return path
 
     @classmethod
@@ -56,6 +55,23 @@ class EnvRecord:
                 psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically, readable and writable by its owner (the
+    invoking user) only, from the first byte: a state file, a record or a file holding a
+    password is never world-readable, not even between its creation and a chmod."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older file of that name may have had another mode
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    os.replace(tmp, path)
 
 
 def current_owner() -> tuple[int, float]:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._descendants import note_spawned
 from ._paths import ROOT_VARIABLE, TAG_VARIABLE, runtime_root
 from ._users import RunAs
 
@@ -60,8 +61,12 @@ def spawn(
     inherit_env: bool = False,
     cwd: Path | None = None,
     run_as: RunAs | None = None,
+    stdin_data: bytes | None = None,
 ) -> Spawned:
-    """Start ``argv`` in a new session with the environment tag; output goes to ``log_path``."""
+    """Start ``argv`` in a new session with the environment tag; output goes to ``log_path``.
+    ``stdin_data`` is written to the process's stdin, which is then closed: how a secret
+    (a generated password in a server's configuration) reaches a server without appearing on
+    its command line, where every local user can read it (``ps``)."""
     base = dict(os.environ) if inherit_env else {
         k: v for k, v in os.environ.items() if k in _SERVER_ENV_KEYS
     }
@@ -73,7 +78,7 @@ def spawn(
     with log_path.open("ab") as log:
         popen = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=full_env,
@@ -84,6 +89,12 @@ def spawn(
             group=as_user.gid if as_user else None,
             extra_groups=[] if as_user else None,
         )
+    note_spawned(popen.pid)
+    if popen.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):  # it died first: its log tells why
+            popen.stdin.write(stdin_data or b"")
+        with contextlib.suppress(BrokenPipeError):
+            popen.stdin.close()
     return Spawned(role=role, pid=popen.pid, pgid=popen.pid, log_path=log_path, popen=popen)
 
 

@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ._descendants import become_subreaper, note_spawned
 from ._paths import TAG_VARIABLE
 from ._reaper import reap_env
 from ._records import EnvRecord
@@ -42,6 +43,7 @@ class Watchdog:
                     stdin=self._read_end, stdout=out, stderr=subprocess.STDOUT, env=env,
                     start_new_session=True,  # a Ctrl-C to the owner's terminal must not reach it
                 )
+            note_spawned(self._proc.pid)
         except FileNotFoundError:
             pass  # the environment failed and was cleaned up before this thread ran
         finally:
@@ -68,6 +70,7 @@ def start_watchdog(record_path: Path) -> Watchdog:
 
 def _main(record_path: Path) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    become_subreaper()  # what the reap below orphans comes back here, not to init
     while os.read(0, 4096):
         pass  # the owner never writes; EOF means it closed the pipe or died
     if not record_path.exists():

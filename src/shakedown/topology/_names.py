@@ -79,7 +79,8 @@ def _check_reserved(services: Mapping[str, Any], link_names: list[str], label: s
     """One pass over the names: each is split at its first digit-or-dash boundaries and every
     prefix looked up, so the check is linear in the number of names (times their length)."""
     owners = {name: table.get("kind") for name, table in services.items()
-              if isinstance(table, dict) and table.get("kind") in parts_named}
+              if isinstance(table, dict) and isinstance(table.get("kind"), str)
+              and table.get("kind") in parts_named}
     if not owners:
         return
     for table, names in (("services", list(services)), ("links", link_names)):

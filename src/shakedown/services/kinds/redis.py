@@ -1,5 +1,6 @@
-"""The ``redis`` kind: ``redis-server`` on loopback with a generated password and persistence
-off unless ``persistence = true``; ready when PING answers."""
+"""The ``redis`` kind: ``redis-server`` on loopback with a generated password (given on stdin,
+never on the command line) and persistence off unless ``persistence = true``; ready when PING
+answers."""
 
 from __future__ import annotations
 
@@ -48,8 +49,6 @@ class RedisService(ServerService, kind="redis"):
             args.update({"appendonly": "yes", "appendfsync": "everysec"})
         else:
             args.update({"appendonly": "no", "save": '""'})
-        if self.password:
-            args["requirepass"] = self.password
         args.update({key: str(value) for key, value in self.spec.settings.items()})
         flat = []
         for key, value in args.items():
@@ -57,9 +56,13 @@ class RedisService(ServerService, kind="redis"):
         return flat
 
     def start(self) -> None:
-        self.processes = [spawn([self.binary_path, *self._arguments()], role="redis-server",
-                                log_path=self.log_path, env_id=self.ctx.env_id,
-                                run_as=self.ctx.run_as)]
+        # The password goes in through stdin ("-": read the configuration from stdin), never
+        # on the command line, where every local user reads it with ps.
+        secret = f"requirepass {_quote(self.password)}\n" if self.password else ""
+        self.processes = [spawn([self.binary_path, "-", *self._arguments()],
+                                role="redis-server", log_path=self.log_path,
+                                env_id=self.ctx.env_id, run_as=self.ctx.run_as,
+                                stdin_data=secret.encode())]
 
     def client(self, **kwargs: Any) -> redis.Redis:
         return redis.Redis(host=self.host, port=self.port, password=self.password or None,
@@ -78,3 +81,8 @@ class RedisService(ServerService, kind="redis"):
     def restore_state(self, state: Any) -> None:
         super().restore_state(state)
         self.password = state.get("password", self.password)
+
+
+def _quote(value: str) -> str:
+    """A Redis configuration string: double-quoted, backslash and quote escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

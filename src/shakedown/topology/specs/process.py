@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import PurePosixPath
@@ -21,6 +22,16 @@ class ReadySpec(Spec):
     command: tuple[str, ...] | None = None
     log: str | None = None
     interval: float = Field(default=0.01, gt=0)
+
+    @field_validator("log")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ReadySpec:
@@ -100,6 +111,15 @@ class ProcessSpec(ServiceSpec):
         paths = [spec.path or name for name, spec in value.items()]
         if len(set(paths)) != len(paths):
             raise ValueError(f"two volumes share a path: {sorted(paths)}")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _variable_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name (letters, "
+                                 "digits and '_', not starting with a digit)")
         return value
 
     @field_validator("stop_signal")
