@@ -10,6 +10,7 @@ from typing import Any
 
 from ._apigw import ApiServers, HttpApi
 from ._ec2 import IMDS_PREFIX, Instances
+from ._ecs import METADATA_PREFIX, EcsSettings, EcsTasks
 from ._events import Events
 from ._lambda import Function, LambdaRuntime, NotRunnable
 from ._lambda_api import INVOKE_PATH, handle_invoke
@@ -24,11 +25,15 @@ class ComputeBridge:
         self.runtime = LambdaRuntime(self.settings, self.events)
         self.instances = Instances(self.settings, self.events) if self.settings.amis else None
         self.apis = ApiServers()
+        self.ecs = EcsTasks(self.settings, config, self.events) \
+            if EcsSettings.from_config(config).images else None
 
     def start(self) -> None:
         """Install the EC2 hooks and open the APIs' ports (before the emulator answers)."""
         if self.instances is not None:
             self.instances.install()
+        if self.ecs is not None:
+            self.ecs.install()
         for name, spec in self.settings.apis.items():
             api = HttpApi(name, spec, self.runtime, self.function, DEFAULT_ACCOUNT)
             self.apis.start(self.settings.host, int(spec["port"]), api)
@@ -67,6 +72,8 @@ class ComputeBridge:
             if self.instances is None:
                 return json_response(start_response, 404, {"error": "no AMI is mapped"})
             return self.instances.imds(environ, start_response, path)
+        if path.startswith(METADATA_PREFIX) and self.ecs is not None:
+            return self.ecs.metadata(environ, start_response, path)
         if path == "compute" and environ.get("REQUEST_METHOD") == "GET":
             return json_response(start_response, 200, self.describe())
         return None
@@ -74,6 +81,8 @@ class ComputeBridge:
     def describe(self) -> dict[str, Any]:
         return {"workers": self.runtime.workers(),
                 "instances": self.instances.describe() if self.instances else [],
+                "tasks": self.ecs.describe() if self.ecs else [],
+                "ecs_services": self.ecs.services() if self.ecs else [],
                 "apis": {name: {"port": spec["port"], "routes": spec["routes"]}
                          for name, spec in self.settings.apis.items()}}
 
@@ -82,10 +91,14 @@ class ComputeBridge:
         self.runtime.reset()
         if self.instances is not None:
             self.instances.reset()
+        if self.ecs is not None:
+            self.ecs.reset()
 
     def shutdown(self) -> None:
         self.apis.shutdown()
         if self.instances is not None:
             self.instances.shutdown()
+        if self.ecs is not None:
+            self.ecs.shutdown()
         self.runtime.shutdown()
         self.events.close()
