@@ -404,3 +404,40 @@ def test_orphaned_task_is_found_and_history_records_tasks(aws: AwsService,
     task_id = task["taskArn"].split("/")[-1]
     ops = [op for op in history.ops() if op.f == "ecs.task" and op.value["task_id"] == task_id]
     assert [op.value["state"] for op in ops][-1] == "STOPPED"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('services = ["s3"]\n[services.aws.images."web:1"]\ncommand = ["true"]',
+     "images run on ecs but services does not list 'ecs'"),
+    ('services = ["ecs"]\n[services.aws.images."web:1"]\ncommand = ["x", "{prot}"]',
+     "unknown template {prot}"),
+    ('services = ["ecs"]\n[services.aws.images."web:1"]\ncommand = ["true"]\n'
+     'ready = { http = "/h", tcp = true }', "give exactly one readiness check"),
+    ('services = ["ecs"]\n[services.aws.images."bad image"]\ncommand = ["true"]',
+     "'bad image' is not a container image reference"),
+    ('services = ["ecs"]\n[services.aws.volumes."a/b"]\n', "volume name 'a/b'"),
+])
+def test_bad_ecs_topology_is_a_clear_error(
+    write_topology: Callable[..., Path], text: str, expected: str
+) -> None:
+    from shakedown.errors import TopologyError
+
+    path = write_topology(f'[services.aws]\nkind = "aws"\n{text}\n')
+    with pytest.raises(TopologyError) as caught:
+        Environment.from_file(path)
+    assert expected in str(caught.value), str(caught.value)
+
+
+def test_missing_image_command_fails_up_and_leaves_nothing_running(
+    write_topology: Callable[..., Path]
+) -> None:
+    from shakedown.errors import TopologyError
+
+    path = write_topology('[services.aws]\nkind = "aws"\nservices = ["ecs"]\n'
+                          '[services.aws.images."web:1"]\ncommand = ["no-such-task-binary"]\n')
+    env = Environment.from_file(path)
+    with pytest.raises(TopologyError) as caught:
+        env.up()
+    assert "services.aws.images.'web:1'.command: 'no-such-task-binary' not found" in \
+        caught.value.what and any("install it" in f for f in caught.value.fix)
+    assert not tagged_processes(env.env_id)
