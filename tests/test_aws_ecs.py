@@ -33,7 +33,7 @@ HANG = hang_bound(40.0)
 TOPOLOGY = """
     [services.aws]
     kind = "aws"
-    services = ["ecs"]
+    services = ["ecs", "cloudwatch"]
     ecs = { max_tasks = 4 }
     [services.aws.volumes.workspace]
 
@@ -404,6 +404,26 @@ def test_orphaned_task_is_found_and_history_records_tasks(aws: AwsService,
     task_id = task["taskArn"].split("/")[-1]
     ops = [op for op in history.ops() if op.f == "ecs.task" and op.value["task_id"] == task_id]
     assert [op.value["state"] for op in ops][-1] == "STOPPED"
+
+
+def test_put_metric_data_is_readable_and_in_the_history(aws: AwsService) -> None:
+    from shakedown.history import History
+
+    cloudwatch = aws.client("cloudwatch")
+    cloudwatch.put_metric_data(Namespace="Preview", MetricData=[
+        {"MetricName": "ColdStart", "Value": 1.5, "Unit": "Seconds",
+         "Dimensions": [{"Name": "Service", "Value": "edit"}]},
+        {"MetricName": "Sessions", "Values": [1, 2], "Unit": "Count"}])
+    cloudwatch.put_metric_data(Namespace="Other", MetricData=[{"MetricName": "X", "Value": 0}])
+    [cold] = aws.metrics("Preview", "ColdStart")
+    assert cold["values"] == [1.5] and cold["unit"] == "Seconds"
+    assert cold["dimensions"] == {"Service": "edit"}
+    assert [m["name"] for m in aws.metrics("Preview")] == ["ColdStart", "Sessions"]
+    assert len(aws.metrics()) == 3
+    history = History(origin=time.time() - 600)
+    aws.record_compute(history)
+    put = [op.value for op in history.ops() if op.f == "cloudwatch.metric"]
+    assert {"name": "Sessions", "values": [1.0, 2.0]}.items() <= put[-2].items()
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -14,6 +14,7 @@ from ._ecs import METADATA_PREFIX, EcsSettings, EcsTasks
 from ._events import Events
 from ._lambda import Function, LambdaRuntime, NotRunnable
 from ._lambda_api import INVOKE_PATH, handle_invoke
+from ._metrics import Metrics
 from ._settings import DEFAULT_ACCOUNT, ComputeSettings
 from ._wsgi import Environ, StartResponse, json_response
 
@@ -25,6 +26,8 @@ class ComputeBridge:
         self.runtime = LambdaRuntime(self.settings, self.events)
         self.instances = Instances(self.settings, self.events) if self.settings.amis else None
         self.apis = ApiServers()
+        self.metrics = Metrics(self.events) if "cloudwatch" in config.get("services", []) \
+            else None
         self.ecs = EcsTasks(self.settings, config, self.events) \
             if EcsSettings.from_config(config).images else None
 
@@ -34,6 +37,8 @@ class ComputeBridge:
             self.instances.install()
         if self.ecs is not None:
             self.ecs.install()
+        if self.metrics is not None:
+            self.metrics.install()
         for name, spec in self.settings.apis.items():
             api = HttpApi(name, spec, self.runtime, self.function, DEFAULT_ACCOUNT)
             self.apis.start(self.settings.host, int(spec["port"]), api)
@@ -74,6 +79,9 @@ class ComputeBridge:
             return self.instances.imds(environ, start_response, path)
         if path.startswith(METADATA_PREFIX) and self.ecs is not None:
             return self.ecs.metadata(environ, start_response, path)
+        if path == "metrics" and environ.get("REQUEST_METHOD") == "GET":
+            return json_response(start_response, 200,
+                                 self.metrics.data() if self.metrics else [])
         if path == "compute" and environ.get("REQUEST_METHOD") == "GET":
             return json_response(start_response, 200, self.describe())
         return None
@@ -93,6 +101,8 @@ class ComputeBridge:
             self.instances.reset()
         if self.ecs is not None:
             self.ecs.reset()
+        if self.metrics is not None:
+            self.metrics.reset()
 
     def shutdown(self) -> None:
         self.apis.shutdown()

@@ -3,7 +3,8 @@ images the topology maps to commands, checked before the emulator starts; the na
 task definitions mount (in the state directory, so they outlive every task); what tests see
 of the tasks (``tasks()``, ``ecs_services()``); the running, healthy tasks of an ECS service as
 router targets (``RoutesTasks.task_targets``); tasks' processes as fault targets
-(``task:ID``) and their logs (``ecs/ID``)."""
+(``task:ID``) and their logs (``ecs/ID``); and the CloudWatch metrics the system put
+(``metrics()``)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,15 @@ class AwsEcs(AwsCompute):
                 targets.append(TaskTarget(task["host"], int(port), task["task_id"],
                                           tuple(sorted(task["tags"].items()))))
         return targets
+
+    def metrics(self, namespace: str | None = None, name: str | None = None
+                ) -> list[dict[str, Any]]:
+        """The CloudWatch metric data the system put (``PutMetricData``), oldest first: each
+        ``{"namespace", "name", "dimensions", "values", "unit", "statistics"}``; also in the
+        history as ``cloudwatch.metric`` events (``record_compute``)."""
+        data: list[dict[str, Any]] = self._control("GET", "/_shakedown/metrics").json()
+        return [d for d in data if namespace in (None, d["namespace"])
+                and name in (None, d["name"])]
 
     def compute_log_paths(self) -> dict[str, Path]:
         found = super().compute_log_paths()
