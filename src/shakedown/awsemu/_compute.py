@@ -11,10 +11,12 @@ from typing import Any
 
 from ._apigw import ApiServers, HttpApi
 from ._ec2 import IMDS_PREFIX, Instances
+from ._ecs import METADATA_PREFIX, EcsSettings, EcsTasks
 from ._events import Events
 from ._lambda import Function, LambdaRuntime, NotRunnable
 from ._lambda_api import INVOKE_PATH, handle_invoke
 from ._lambda_sqs import SqsEventSources
+from ._metrics import Metrics
 from ._settings import DEFAULT_ACCOUNT, ComputeSettings
 from ._wsgi import Environ, StartResponse, json_response
 
@@ -28,12 +30,20 @@ class ComputeBridge:
         self.instances = Instances(self.settings, self.events) if self.settings.amis else None
         self.apis = ApiServers()
         self.event_sources = SqsEventSources(self.runtime, self.mapped_function, self.events)
+        self.metrics = Metrics(self.events) if "cloudwatch" in config.get("services", []) \
+            else None
+        self.ecs = EcsTasks(self.settings, config, self.events) \
+            if EcsSettings.from_config(config).images else None
 
     def start(self) -> None:
         """Install the EC2 hooks and open the APIs' ports (before the emulator answers)."""
         if self.instances is not None:
             self.instances.install()
         self.event_sources.start()
+        if self.ecs is not None:
+            self.ecs.install()
+        if self.metrics is not None:
+            self.metrics.install()
         for name, spec in self.settings.apis.items():
             api = HttpApi(name, spec, self.runtime, self.function, DEFAULT_ACCOUNT)
             self.apis.start(self.settings.host, int(spec["port"]), api)
@@ -82,6 +92,11 @@ class ComputeBridge:
             if self.instances is None:
                 return json_response(start_response, 404, {"error": "no AMI is mapped"})
             return self.instances.imds(environ, start_response, path)
+        if path.startswith(METADATA_PREFIX) and self.ecs is not None:
+            return self.ecs.metadata(environ, start_response, path)
+        if path == "metrics" and environ.get("REQUEST_METHOD") == "GET":
+            return json_response(start_response, 200,
+                                 self.metrics.data() if self.metrics else [])
         if path == "compute" and environ.get("REQUEST_METHOD") == "GET":
             return json_response(start_response, 200, self.describe())
         return None
@@ -90,6 +105,8 @@ class ComputeBridge:
         return {"workers": self.runtime.workers(),
                 "instances": self.instances.describe() if self.instances else [],
                 "event_sources": self.event_sources.describe(),
+                "tasks": self.ecs.describe() if self.ecs else [],
+                "ecs_services": self.ecs.services() if self.ecs else [],
                 "apis": {name: {"port": spec["port"], "routes": spec["routes"]}
                          for name, spec in self.settings.apis.items()}}
 
@@ -98,11 +115,17 @@ class ComputeBridge:
         self.runtime.reset()
         if self.instances is not None:
             self.instances.reset()
+        if self.ecs is not None:
+            self.ecs.reset()
+        if self.metrics is not None:
+            self.metrics.reset()
 
     def shutdown(self) -> None:
         self.apis.shutdown()
         self.event_sources.shutdown()
         if self.instances is not None:
             self.instances.shutdown()
+        if self.ecs is not None:
+            self.ecs.shutdown()
         self.runtime.shutdown()
         self.events.close()

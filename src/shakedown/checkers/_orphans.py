@@ -1,7 +1,8 @@
 """The no-orphans checker: after an environment is torn down, no live process may still carry
 its tag (the ``SHAKEDOWN_ENV_ID`` environment variable every spawned process inherits); and,
-while it runs, no EC2 instance of an ``aws`` service may outlive the test (not terminated, or
-its process group still alive) nor any Lambda worker be left running an invocation."""
+while it runs, no EC2 instance or ECS task of an ``aws`` service may outlive the test (not
+terminated / STOPPED, or its process group still alive) nor any Lambda worker be left running
+an invocation."""
 
 from __future__ import annotations
 
@@ -93,6 +94,13 @@ def _compute_orphans(view: ComputeView, idle_workers: bool) -> list[str]:
         elif instance.get("pgid") and _group_alive(int(instance["pgid"])):
             found.append(f"{where} is terminated but processes of its group "
                          f"{instance['pgid']} live on")
+    for task in snapshot.get("tasks", []):
+        where = f"{view.name}: ECS task {task['task_id']} ({task['group']})"
+        if task["state"] != "STOPPED":
+            found.append(f"{where} is {task['state']}, pids "
+                         f"{[c['pid'] for c in task['containers']]}")
+        elif any(c.get("pgid") and _group_alive(int(c["pgid"])) for c in task["containers"]):
+            found.append(f"{where} is STOPPED but processes of its containers live on")
     for worker in snapshot.get("workers", []):
         if not worker.get("alive"):
             continue

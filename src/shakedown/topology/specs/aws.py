@@ -18,6 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from ...errors import did_you_mean
 from .._base import ServiceSpec, Spec
 from ._aws_compute import AwsComputeMixin
+from ._aws_ecs import AwsEcsMixin
 
 DEFAULT_REGION = "us-east-1"
 # moto entries that are not AWS services a topology would name.
@@ -174,7 +175,7 @@ def _attribute(value: str | int | bool) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-class AwsSpec(AwsComputeMixin, ServiceSpec):
+class AwsSpec(AwsEcsMixin, AwsComputeMixin, ServiceSpec):
     """AWS APIs emulated by moto in server mode (``kind = "aws"``), with Lambda functions,
     HTTP APIs and EC2 AMIs run natively (``specs._aws_compute``)."""
 
@@ -216,7 +217,7 @@ class AwsSpec(AwsComputeMixin, ServiceSpec):
         needed = [(f"resources.{key} are {service} resources", service)
                   for key, service in RESOURCE_SERVICES.items() if getattr(self.resources, key)]
         needed += [(f"{key} run on {service}", service) for key, service in
-                   self.compute_services()]
+                   [*self.compute_services(), *self.ecs_services()]]
         for what, service in needed:
             if service not in self.services:
                 wanted = ", ".join(f'"{name}"' for name in [*self.services, service])

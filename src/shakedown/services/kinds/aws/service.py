@@ -23,7 +23,7 @@ from ....process import NotReady, Spawned, spawn, wait_ready
 from ....topology import ServiceSpec
 from ....topology.specs.aws import AwsSpec
 from ..._base import DoctorLine, ServiceContext, SpawnedService
-from ._compute import AwsCompute
+from ._ecs import AwsEcs
 
 if TYPE_CHECKING:
     from botocore.model import ServiceModel
@@ -74,7 +74,7 @@ def service_model(service: str) -> ServiceModel:
                          ) from None
 
 
-class AwsService(AwsCompute, SpawnedService, kind="aws"):
+class AwsService(AwsEcs, SpawnedService, kind="aws"):
     runs_as_service_user: ClassVar[bool] = False  # this virtualenv's Python
     spec: AwsSpec
 
