@@ -35,7 +35,8 @@ class ComputeBridge:
             self.instances.install()
         self.event_sources.start()
         for name, spec in self.settings.apis.items():
-            api = HttpApi(name, spec, self.runtime, self.function, DEFAULT_ACCOUNT)
+            api = HttpApi(name, spec, self.runtime, self.function, DEFAULT_ACCOUNT,
+                          self.settings.region)
             self.apis.start(self.settings.host, int(spec["port"]), api)
 
     def function(self, name: str) -> Function | None:
