@@ -1,6 +1,7 @@
-"""HTTP APIs of the ``aws`` kind in front of native Lambda functions, against the real emulator
-and real workers: routes and path parameters, query strings, headers, cookies, base64 bodies,
-the format 2.0 response mapping, the API key (401/403), errors, and the API's URL exported to
+"""HTTP and REST APIs of the ``aws`` kind in front of native Lambda functions, against the real
+emulator and real workers: routes and path parameters, query strings, headers, cookies, base64
+bodies, the format 2.0 and 1.0 payloads and response mappings, API keys (401/403), Lambda
+authorizers (TOKEN for REST, simple responses for HTTP), errors, and the API's URL exported to
 another service."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from shakedown.environment import Environment
+from shakedown.errors import TopologyError
 from shakedown.process import kill_tagged, tagged_processes
 from shakedown.services import AwsService
 
@@ -41,6 +43,36 @@ TOPOLOGY = """
 
     [services.aws.apis.private]
     api_key = "let-me-in"
+    routes = { "$default" = "show" }
+
+    [services.aws.functions.rest]
+    handler = "web.rest"
+    [services.aws.functions.policy]
+    handler = "web.policy"
+    [services.aws.functions.simple]
+    handler = "web.simple"
+
+    [services.aws.apis.legacy]
+    type = "rest"
+    [services.aws.apis.legacy.routes]
+    "GET /orders/{id}" = "rest"
+    "POST /orders" = "rest"
+    "GET /broken" = "broken"
+    "GET /plain" = "show"
+
+    [services.aws.apis.guarded]
+    type = "rest"
+    authorizer = "policy"
+    routes = { "ANY /{proxy+}" = "rest" }
+
+    [services.aws.apis.keyed]
+    type = "rest"
+    api_key = "rest-key"
+    routes = { "ANY /{proxy+}" = "rest" }
+
+    [services.aws.apis.checked]
+    authorizer = "simple"
+    identity_source = "x-token"
     routes = { "$default" = "show" }
 
     [services.client]
@@ -70,6 +102,30 @@ def shaped(event, context):
 
 def broken(event, context):
     raise KeyError("nothing here")
+
+
+def rest(event, context):
+    return {"statusCode": 200 if event["httpMethod"] == "GET" else 201,
+            "headers": {"Content-Type": "application/json"},
+            "multiValueHeaders": {"X-Seen": ["a", "b"]},
+            "body": json.dumps({"event": event})}
+
+
+def policy(event, context):
+    token = event["authorizationToken"]
+    if token == "raise":
+        raise Exception("Unauthorized")
+    if token == "crash":
+        raise ValueError("a bug")
+    effect = {"allow": "Allow", "deny": "Deny"}.get(token)
+    statements = [{"Action": "execute-api:Invoke", "Effect": effect,
+                   "Resource": event["methodArn"].rsplit("/", 2)[0] + "/*"}] if effect else []
+    return {"principalId": "user-1", "context": {"tier": "gold"},
+            "policyDocument": {"Version": "2012-10-17", "Statement": statements}}
+
+
+def simple(event, context):
+    return {"isAuthorized": event["identitySource"] == ["good"], "context": {"who": "ann"}}
 '''
 
 
@@ -188,3 +244,100 @@ def test_api_url_is_exported_to_other_services(env: Environment, aws: AwsService
     assert environ["API_URL"] == aws.api_url("public")
     assert json.loads(json.dumps(aws.compute()["apis"]["public"]))["port"] == \
         int(aws.api_url("public").rsplit(":", 1)[1])
+
+
+def test_rest_api_sends_payload_1_0_and_maps_the_answer(aws: AwsService) -> None:
+    url = aws.api_url("legacy")
+    response = httpx.get(f"{url}/orders/42?x=1&x=2&y=z", headers={"X-Custom": "v"},
+                         trust_env=False)
+    assert response.status_code == 200
+    assert response.headers.get_list("x-seen") == ["a", "b"]
+    event = response.json()["event"]
+    assert event["resource"] == "/orders/{id}" and event["path"] == "/orders/42"
+    assert event["httpMethod"] == "GET" and event["pathParameters"] == {"id": "42"}
+    assert event["queryStringParameters"] == {"x": "2", "y": "z"}
+    assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"], "y": ["z"]}
+    assert event["headers"]["x-custom"] == "v" and event["multiValueHeaders"]["x-custom"] == ["v"]
+    assert event["body"] is None and event["isBase64Encoded"] is False
+    assert event["requestContext"]["resourcePath"] == "/orders/{id}"
+    assert event["requestContext"]["httpMethod"] == "GET"
+    assert "version" not in event and "routeKey" not in event  # not format 2.0
+    posted = httpx.post(f"{url}/orders", content=b"\x00\xff",
+                        headers={"Content-Type": "application/octet-stream"}, trust_env=False)
+    assert posted.status_code == 201
+    event = posted.json()["event"]
+    assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"\x00\xff"
+
+
+def test_rest_api_errors_as_api_gateway_answers(aws: AwsService) -> None:
+    url = aws.api_url("legacy")
+    missing = httpx.get(f"{url}/nowhere", trust_env=False)
+    assert missing.status_code == 403
+    assert missing.json() == {"message": "Missing Authentication Token"}
+    failing = httpx.get(f"{url}/broken", trust_env=False)
+    assert failing.status_code == 502 and failing.json() == {"message": "Internal server error"}
+    # an answer without statusCode is a malformed proxy response for a REST API
+    malformed = httpx.get(f"{url}/plain", trust_env=False)
+    assert malformed.status_code == 502
+
+
+def test_rest_api_key_missing_or_wrong_is_403(aws: AwsService) -> None:
+    url = aws.api_url("keyed")
+    for headers in ({}, {"x-api-key": "nope"}):
+        answer = httpx.get(f"{url}/a", headers=headers, trust_env=False)
+        assert answer.status_code == 403 and answer.json() == {"message": "Forbidden"}
+    allowed = httpx.get(f"{url}/a", headers={"x-api-key": "rest-key"}, trust_env=False)
+    assert allowed.status_code == 200
+    assert allowed.json()["event"]["requestContext"]["identity"]["apiKey"] == "rest-key"
+
+
+def test_rest_token_authorizer(aws: AwsService) -> None:
+    url = aws.api_url("guarded")
+
+    def call(token: str | None) -> httpx.Response:
+        headers = {"Authorization": token} if token is not None else {}
+        return httpx.get(f"{url}/things/1", headers=headers, trust_env=False)
+
+    assert call(None).status_code == 401 and call(None).json() == {"message": "Unauthorized"}
+    assert call("raise").status_code == 401
+    denied = call("deny")
+    assert denied.status_code == 403
+    assert denied.json() == {"Message": "User is not authorized to access this resource with "
+                                        "an explicit deny"}
+    assert call("nobody").status_code == 403  # no statement allows it
+    assert call("crash").status_code == 500
+    allowed = call("allow")
+    assert allowed.status_code == 200
+    assert allowed.json()["event"]["requestContext"]["authorizer"] == \
+        {"principalId": "user-1", "tier": "gold"}
+
+
+def test_http_api_lambda_authorizer_with_simple_responses(aws: AwsService) -> None:
+    url = aws.api_url("checked")
+    assert httpx.get(f"{url}/x", trust_env=False).status_code == 401
+    refused = httpx.get(f"{url}/x", headers={"x-token": "bad"}, trust_env=False)
+    assert refused.status_code == 403 and refused.json() == {"message": "Forbidden"}
+    event = event_of(httpx.get(f"{url}/x", headers={"x-token": "good"}, trust_env=False))
+    assert event["requestContext"]["authorizer"] == {"lambda": {"who": "ann"}}
+    assert event["version"] == "2.0"
+
+
+@pytest.mark.parametrize(("api", "expected"), [
+    ('authorizer = "nope"\nroutes = { "$default" = "show" }',
+     "apis.a.authorizer = 'nope': no such function"),
+    ('type = "rest"\nroutes = { "$default" = "show" }',
+     'a REST API has no "$default" route'),
+])
+def test_bad_api_declarations_are_refused(tmp_path: Path, api: str, expected: str) -> None:
+    (tmp_path / "web.py").write_text(HANDLERS)
+    (tmp_path / "shakedown.toml").write_text(textwrap.dedent("""
+        [services.aws]
+        kind = "aws"
+        services = ["lambda"]
+        [services.aws.functions.show]
+        handler = "web.show"
+        [services.aws.apis.a]
+        """) + api + "\n")
+    with pytest.raises(TopologyError) as caught:
+        Environment.from_file(tmp_path / "shakedown.toml")
+    assert expected in str(caught.value)

@@ -45,7 +45,8 @@ class ComputeBridge:
         if self.metrics is not None:
             self.metrics.install()
         for name, spec in self.settings.apis.items():
-            api = HttpApi(name, spec, self.runtime, self.function, DEFAULT_ACCOUNT)
+            api = HttpApi(name, spec, self.runtime, self.function, DEFAULT_ACCOUNT,
+                          self.settings.region)
             self.apis.start(self.settings.host, int(spec["port"]), api)
 
     def function(self, name: str) -> Function | None:

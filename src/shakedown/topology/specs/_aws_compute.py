@@ -7,7 +7,7 @@ Checked here: names, runtimes, handlers, routes, limits; checked when the servic
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -88,10 +88,23 @@ class AwsFunctionSpec(Spec):
 
 
 class AwsApiSpec(Spec):
-    """An HTTP API: routes to functions, on a port of its own."""
+    """An API: routes to functions, on a port of its own. ``type = "http"`` (an HTTP API,
+    payload format 2.0) or ``"rest"`` (a REST API, proxy integration payload 1.0);
+    ``authorizer`` names a function that authorizes each request from the
+    ``identity_source`` header (a TOKEN authorizer for REST, simple responses for HTTP)."""
 
     routes: dict[str, str] = Field(min_length=1)
     api_key: str | None = Field(default=None, min_length=1)
+    type: Literal["http", "rest"] = "http"
+    authorizer: str | None = None
+    identity_source: str = Field(default="authorization", min_length=1)
+
+    @model_validator(mode="after")
+    def _rest_routes(self) -> AwsApiSpec:
+        if self.type == "rest" and "$default" in self.routes:
+            raise ValueError("routes: a REST API has no \"$default\" route; give "
+                             "\"ANY /{proxy+}\" for every path")
+        return self
 
     @field_validator("routes")
     @classmethod
@@ -155,6 +168,11 @@ class AwsComputeMixin(Spec):
                     raise ValueError(f"apis.{api}.routes[{route!r}] = {function!r}: no such "
                                      f"function (functions: {known}); declare it under "
                                      f"[services.NAME.functions.{function}]")
+            if spec.authorizer is not None and spec.authorizer not in self.functions:
+                known = ", ".join(self.functions) or "none declared"
+                raise ValueError(f"apis.{api}.authorizer = {spec.authorizer!r}: no such "
+                                 f"function (functions: {known}); declare it under "
+                                 f"[services.NAME.functions.{spec.authorizer}]")
         return self
 
     def compute_services(self) -> list[tuple[str, str]]:

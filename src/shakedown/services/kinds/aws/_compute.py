@@ -50,7 +50,9 @@ class AwsCompute:
             "data_dir": str(self.ctx.data_dir),
             "functions": {name: self._function_config(name) for name in self.spec.functions},
             "apis": {name: {"port": self.api_port(name), "routes": dict(api.routes),
-                            "api_key": api.api_key} for name, api in self.spec.apis.items()},
+                            "api_key": api.api_key, "type": api.type, "authorizer": api.authorizer,
+                            "identity_source": api.identity_source.lower()}
+                     for name, api in self.spec.apis.items()},
             "amis": {ami: self._ami_config(ami) for ami in self.spec.amis},
             # the emulator records invocations and instance state changes there itself
             "history": str(self.ctx.history_file) if self.ctx.history_file else None,
