@@ -40,6 +40,12 @@ def real_console() -> Console:
     return resolved
 
 
+class BadOption(ShakedownError):
+    """A command-line option names something that does not fit (exit 2: bad input)."""
+
+    exit_code = 2
+
+
 console: Console = _LazyConsole()  # type: ignore[assignment]
 err_console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
 P = ParamSpec("P")

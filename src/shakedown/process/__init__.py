@@ -14,7 +14,15 @@ from ._ready import (
     tcp_probe,
     wait_ready,
 )
-from ._reaper import ReapReport, kill_tagged, reap, reap_env, tagged_processes
+from ._reaper import (
+    ReapReport,
+    kill_tagged,
+    reap,
+    reap_env,
+    reap_stray,
+    strays,
+    tagged_processes,
+)
 from ._records import EnvRecord, all_records, current_owner, remove_tree
 from ._spawn import (
     Spawned,
@@ -70,6 +78,7 @@ __all__ = [
     "read_status",
     "reap",
     "reap_env",
+    "reap_stray",
     "remove_tree",
     "runtime_root",
     "service_user",
@@ -79,6 +88,7 @@ __all__ = [
     "start_watchdog",
     "stop_family",
     "stop_group",
+    "strays",
     "tagged_processes",
     "tcp_probe",
     "tmpfs_has_room",
