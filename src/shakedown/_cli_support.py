@@ -61,6 +61,12 @@ def real_console() -> Console:
     return resolved
 
 
+class BadOption(ShakedownError):
+    """A command-line option names something that does not fit (exit 2: bad input)."""
+
+    exit_code = 2
+
+
 console: Console = _LazyConsole(emoji=False)  # type: ignore[assignment]  # ":x:" in a log stays ":x:"
 err_console: Console = _LazyConsole(stderr=True, emoji=False)  # type: ignore[assignment]
 P = ParamSpec("P")

@@ -5,7 +5,6 @@ traceback."""
 
 from __future__ import annotations
 
-import shlex
 import signal
 import sys
 import threading
@@ -79,6 +78,7 @@ def up(files: tuple[str, ...], name: str, detach: bool) -> None:
     console.print(f"[green]ready[/] in {time.monotonic() - began:.2f}s: environment "
                   f"[bold]{name}[/] ({env.env_id})")
     _print_urls(env)
+    _warn_clashes(env)
     if detach:
         console.print(f"take it down with: shakedown down --name {name}")
         return
@@ -134,6 +134,13 @@ def _print_urls(env: Environment) -> None:
         console.print(f"  {service.name:<12} {plain(service.url)}", highlight=False)
 
 
+def _warn_clashes(env: Environment) -> None:
+    """The names `shakedown env` will export that a known tool reads (cli_env's list)."""
+    from .cli_env import clash_warnings, warn
+
+    warn(clash_warnings("", {name: s.exports() for name, s in env.services.items()}))
+
+
 @main.command()
 @file_option
 @name_option
@@ -151,14 +158,24 @@ def down(files: tuple[str, ...], name: str, keep: bool) -> None:
 @main.command()
 @file_option
 @name_option
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable: env's data (unmasked) with state, pids, uptime.")
+@click.option("--wide", is_flag=True, help="One line per service, never wrapped.")
 @_friendly
-def status(files: tuple[str, ...], name: str) -> None:
+def status(files: tuple[str, ...], name: str, as_json: bool, wide: bool) -> None:
     """Show each service: kind, state, pids, URL (password masked), uptime."""
-    from rich.table import Table
-
     from .cli_state import EnvironmentView, uptime
 
     env = EnvironmentView.load(name, _state_root(files))
+    if as_json:
+        import json
+
+        from .cli_env import status_data
+
+        click.echo(json.dumps(status_data(env, _state_root(files)), indent=2))
+        return
+    from rich.table import Table
+
     table = Table("service", "kind", "state", "pid", "url", "uptime", "restarts",
                   title=f"{name} ({env.env_id})")
     table.columns[4].overflow = "fold"  # whole URLs, wrapped, never cut with an ellipsis
@@ -169,6 +186,8 @@ def status(files: tuple[str, ...], name: str) -> None:
                       ",".join(map(str, pids)) or "-", plain(service.url),
                       uptime(pids[0]) if pids else "-",
                       "-" if restarts is None else str(restarts))
+    if wide:
+        real_console().width = max(real_console().width, 1000)  # URLs whole, never folded
     console.print(table)
 
 
@@ -213,41 +232,6 @@ def _follow(path: Path) -> None:
                     time.sleep(0.2)
         except KeyboardInterrupt:
             return
-
-
-@main.command("env")
-@file_option
-@name_option
-@_friendly
-def env_command(files: tuple[str, ...], name: str) -> None:
-    """Print `export NAME_URL=...` lines, for `eval "$(shakedown env)"`."""
-    from .cli_state import EnvironmentView
-
-    env = EnvironmentView.load(name, _state_root(files))
-    for service in env.services.values():
-        variable = service.name.upper().replace("-", "_") + "_URL"
-        click.echo(f"export {variable}={shlex.quote(service.url)}")
-
-
-@main.command()
-@click.option("--all", "include_detached", is_flag=True,
-              help="Also reap detached environments (they live until down otherwise).")
-@_friendly
-def reap_command(include_detached: bool) -> None:
-    """Stop processes and remove data of environments whose owner died."""
-    from .process import reap, runtime_root
-
-    report = reap(runtime_root(), include_detached=include_detached)
-    if not report.environments:
-        console.print("nothing to reap")
-        return
-    for env_name in report.environments:
-        console.print(f"reaped {env_name}")
-    console.print(f"killed {len(report.killed)} processes, removed {len(report.removed)} "
-                  "directories")
-
-
-reap_command.name = "reap"
 
 
 @main.group()
@@ -473,6 +457,14 @@ def doctor() -> None:
 from .cli_reports import register  # noqa: E402  (report, history, run)
 
 register(main)
+
+from . import cli_env  # noqa: E402  (env)
+
+cli_env.register(main)
+
+from . import cli_reap  # noqa: E402  (reap)
+
+cli_reap.register(main)
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ class ServiceView:
     """Further logs of the service by key (``lambda/NAME``, ``ec2/ID`` of the aws kind)."""
     restart_status: Path | None = None
     """The restart supervisor's status file (a service with a restart policy)."""
+    spec: dict[str, Any] = field(default_factory=dict)
+    """The service's topology entry as the state file holds it (``etcd = "kv"``...)."""
 
     def _supervisor(self) -> dict[str, Any]:
         if self.restart_status is None:
@@ -83,7 +85,9 @@ class EnvironmentView:
                      "or run the command from the directory of its shakedown.toml"])
         try:
             state = json.loads(state_file.read_text())
-            services = {key: _service(key, value) for key, value in state["services"].items()}
+            specs = (state.get("topology") or {}).get("services") or {}
+            services = {key: _service(key, value, specs.get(key) or {})
+                        for key, value in state["services"].items()}
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise EnvironmentStateError(
                 f"the state file of environment {name!r} cannot be read ({exc})",
@@ -119,7 +123,7 @@ class EnvironmentView:
         return self[service].log_path  # the error that lists the services
 
 
-def _service(name: str, state: dict[str, Any]) -> ServiceView:
+def _service(name: str, state: dict[str, Any], spec: dict[str, Any]) -> ServiceView:
     view = state.get("view")
     if not isinstance(view, dict):
         raise KeyError("view (written by this version of shakedown)")
@@ -130,7 +134,8 @@ def _service(name: str, state: dict[str, Any]) -> ServiceView:
                        log_parts={str(k): Path(v)
                                   for k, v in (view.get("log_parts") or {}).items()},
                        restart_status=Path(view["restart_status"])
-                       if view.get("restart_status") else None)
+                       if view.get("restart_status") else None,
+                       spec=dict(spec))
 
 
 def _state(pid: int) -> str | None:

@@ -7,6 +7,7 @@ and the format of what a run leaves there. Everything else asks it for paths.
     state.json                   what another process needs to attach (0600: it holds passwords)
     history.jsonl                the environment's history (workloads, faults, service events)
     logs/SERVICE.log             each service's output
+    patronictl-SERVICE.yml       a patronictl config for the invoking user (shakedown env)
   volumes/NAME/SERVICE/VOLUME    a service's named volume (removed at down unless kept)
   runs/RUN_ID/                   RunPaths: one pytest run
     results.json                 Results: outcomes, measurements, environments (modelled here)
@@ -58,6 +59,11 @@ class EnvPaths:
 
     def log_file(self, service: str) -> Path:
         return self.log_dir / f"{service}.log"
+
+    def client_file(self, name: str) -> Path:
+        """A file written for a client tool (``patronictl-SERVICE.yml`` of ``shakedown env``):
+        inside the environment's directory, so ``down`` removes it."""
+        return self.dir / name
 
 
 @dataclass(frozen=True)

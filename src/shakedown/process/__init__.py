@@ -15,7 +15,16 @@ from ._ready import (
     tcp_probe,
     wait_ready,
 )
-from ._reaper import ReapReport, kill_tagged, reap, reap_env, tag_of, tagged_processes
+from ._reaper import (
+    ReapReport,
+    kill_tagged,
+    reap,
+    reap_env,
+    reap_stray,
+    strays,
+    tag_of,
+    tagged_processes,
+)
 from ._records import EnvRecord, all_records, current_owner, remove_tree, write_private
 from ._spawn import (
     Spawned,
@@ -75,6 +84,7 @@ __all__ = [
     "read_status",
     "reap",
     "reap_env",
+    "reap_stray",
     "remove_tree",
     "runtime_root",
     "service_user",
@@ -84,6 +94,7 @@ __all__ = [
     "start_watchdog",
     "stop_family",
     "stop_group",
+    "strays",
     "tag_of",
     "tagged_processes",
     "tcp_probe",

@@ -162,9 +162,22 @@ def reap(root: Path, *, include_detached: bool = False) -> ReapReport:
             continue
         if record.detached or not record.owner_alive():
             reap_env(record, root, report)
-    strays = {tag for tag in tagged_processes(root=root).values() if tag not in known}
-    for tag in sorted(strays):
-        report.environments.append(f"(no record) {tag}")
-        report.killed.extend(kill_tagged(tag))
-        _release_ports(root, tag)
+    for tag in sorted(strays(root, known)):
+        reap_stray(tag, root, report)
     return report
+
+
+def strays(root: Path, known: set[str]) -> dict[str, list[int]]:
+    """Environment id → pids of tagged processes under ``root`` that belong to no record."""
+    found: dict[str, list[int]] = {}
+    for pid, tag in tagged_processes(root=root).items():
+        if tag not in known:
+            found.setdefault(tag, []).append(pid)
+    return found
+
+
+def reap_stray(tag: str, root: Path, report: ReapReport) -> None:
+    """Kill the tagged processes of an environment that has no record, free its ports."""
+    report.environments.append(f"(no record) {tag}")
+    report.killed.extend(kill_tagged(tag))
+    _release_ports(root, tag)

@@ -60,7 +60,7 @@ class PatroniSpec(PostgresServerKeys, ServiceSpec):
 
     exports: ClassVar[tuple[str, ...]] = (
         "host", "port", "url", "user", "password", "database", "dsn",
-        "primary_url", "replica_url",
+        "primary_url", "replica_url", "scope", "namespace",
     )
     service_fields: ClassVar[dict[str, tuple[str, ...]]] = {"etcd": ("etcd",)}
     kind: Literal["postgres-ha"] = "postgres-ha"

@@ -23,6 +23,8 @@ from ._family import COMMON_SETTINGS, SUPERUSER, parameter_value
 REPLICATION_USER = "replicator"
 DEFAULT_VENV = "/opt/shakedown/patroni-venv"
 VENV_VARIABLE = "SHAKEDOWN_PATRONI"
+NAMESPACE = "/shakedown/"
+"""Patroni's DCS namespace; the scope (``ENV_ID-SERVICE``) keeps clusters apart inside it."""
 INSTALL_HINT = (f"/usr/bin/python3 -m venv {DEFAULT_VENV} && "
                 f"{DEFAULT_VENV}/bin/pip install 'patroni[etcd3]>=4,<5' 'psycopg[binary]'")
 
@@ -152,6 +154,11 @@ class PatroniConfig:
             settings["shared_preload_libraries"] = libraries
         return {key: parameter_value(value) for key, value in settings.items()}
 
+    @property
+    def scope(self) -> str:
+        """The cluster's name in the DCS (patronictl's ``scope``)."""
+        return f"{self.ctx.env_id}-{self.name}"
+
     def _config(self, index: int, initdb: Path) -> dict[str, Any]:
         member = self.member(index)
         directory = self.member_dir(index)
@@ -159,8 +166,8 @@ class PatroniConfig:
         staged_copy = shlex.join(["/bin/sh", "-c", 'rmdir "$1" 2>/dev/null; exec mv "$0" "$1"',
                                   str(directory / "staged"), str(self.pgdata(index))])
         return {
-            "scope": f"{self.ctx.env_id}-{self.name}",
-            "namespace": "/shakedown/",
+            "scope": self.scope,
+            "namespace": NAMESPACE,
             "name": member.name,
             "log": {"level": "INFO",
                     "format": f"%(asctime)s {member.name} %(levelname)s: %(message)s"},

@@ -50,7 +50,14 @@ from ..._protocols import ClusterMember, Front
 from . import _extensions
 from ._binaries import Template
 from ._family import SUPERUSER, PostgresFamily, pg_dsn, pg_url, superuser_connection
-from ._patroni_config import INITDB_SCRIPT, INSTALL_HINT, PatroniConfig, find_patroni, slot_name
+from ._patroni_config import (
+    INITDB_SCRIPT,
+    INSTALL_HINT,
+    NAMESPACE,
+    PatroniConfig,
+    find_patroni,
+    slot_name,
+)
 from ._patroni_processes import Live, PatroniProcesses
 
 Member = ClusterMember
@@ -187,7 +194,9 @@ class PatroniService(PostgresFamily, PatroniConfig, PatroniProcesses, kind="post
         return {"host": host, "port": str(port), "url": self._url(host, port),
                 "user": SUPERUSER, "password": self.password, "database": self.database,
                 "dsn": self.dsn, "primary_url": self._url(host, port),
-                "replica_url": self.replica_url}
+                "replica_url": self.replica_url,
+                # what patronictl needs besides the DCS address (``shakedown env`` writes it)
+                "scope": self.scope, "namespace": NAMESPACE}
 
     # -- what Patroni says -------------------------------------------------------------------
     def _http(self) -> httpx.Client:
