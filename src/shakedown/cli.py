@@ -466,6 +466,9 @@ def doctor() -> None:
 from .cli_reports import register  # noqa: E402  (report, history, run)
 
 register(main)
+from .cli_shard import register as register_shard  # noqa: E402  (merge, durations)
+
+register_shard(main)
 
 if __name__ == "__main__":
     main()
