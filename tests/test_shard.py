@@ -150,7 +150,12 @@ def _pytest(directory: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def _finish(process: subprocess.Popen[str]) -> str:
-    out, _ = process.communicate(timeout=hang_bound(240))
+    try:
+        out, _ = process.communicate(timeout=hang_bound(240))
+    except subprocess.TimeoutExpired:
+        process.kill()  # a hang: nothing left behind (the environments are its children)
+        process.communicate()
+        raise
     assert process.returncode == 0, out
     return out
 
@@ -253,6 +258,7 @@ def _starts(directory: Path, run: dict) -> dict[str, int]:  # type: ignore[type-
     return starts
 
 
+@pytest.mark.timeout(hang_bound(600))
 def test_xdist_workers_grouped_by_environment(pytester: pytest.Pytester) -> None:
     """Two modules of 4 tests with module environments on 2 workers: xdist's load
     distribution starts module a's environment on both workers (it deals the first tests
