@@ -150,13 +150,18 @@ def _pytest(directory: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def _finish(process: subprocess.Popen[str]) -> str:
-    out, _ = process.communicate(timeout=hang_bound(240))
+    try:
+        out, _ = process.communicate(timeout=hang_bound(240))
+    except subprocess.TimeoutExpired:
+        process.kill()  # a hang: nothing left behind (the environments are its children)
+        process.communicate()
+        raise
     assert process.returncode == 0, out
     return out
 
 
-def collected_ids(directory: Path) -> list[str]:
-    out = _finish(_pytest(directory, "--collect-only"))
+def collected_ids(directory: Path, *args: str) -> list[str]:
+    out = _finish(_pytest(directory, "--collect-only", *args))
     return sorted(line for line in out.splitlines() if "::" in line)
 
 
@@ -174,6 +179,7 @@ def run_shards(directory: Path, count: int, *extra: str) -> dict[str, dict]:  # 
     return {k: v for k, v in _runs(directory).items() if k not in before}
 
 
+@pytest.mark.timeout(hang_bound(600))
 def test_three_parallel_shards_run_the_suite_once(suite: Path) -> None:
     expected = collected_ids(suite)
     runs = run_shards(suite, 3)
@@ -187,6 +193,92 @@ def test_three_parallel_shards_run_the_suite_once(suite: Path) -> None:
         for module in modules:
             assert {n for n in expected if n.startswith(module)} <= set(ran)
     assert not (suite / ".shakedown" / "history.db").exists() or _history_runs(suite) == 0
+    merged = _merge(suite, list(runs))
+    assert sorted(t["nodeid"] for t in merged["tests"]) == expected
+    assert {t["shard"] for t in merged["tests"]} <= {"1/3", "2/3", "3/3"}
+    assert sorted(s["label"] for s in merged["shard"]["merged"]) == ["1/3", "2/3", "3/3"]
+    assert {e["shard"] for e in merged["environments"]} <= {"1/3", "2/3", "3/3"}
+    assert all(e["start_s"] > 0 for e in merged["environments"])
+    run_dir = suite / ".shakedown" / "runs" / merged["run_id"]
+    html = (run_dir / "report.html").read_text()
+    for nodeid in expected:  # each test once in the report, its shard shown
+        assert html.count(f'data-nodeid="{nodeid}"') == 1, nodeid
+    assert html.count('class="shard">shard ') == len(expected)
+    assert len(list((run_dir / "histories").glob("*.jsonl"))) == len(merged["environments"])
+    assert _history_runs(suite) == 1  # the merged run, once
+    exported = _shakedown(suite, "durations")
+    durations = json.loads(exported.stdout)
+    assert set(expected) <= set(durations)
+    assert durations["shakedown-env::shakedown.toml"] > 0
+    # the exported file plans the next sharded run; that run's union is the suite again
+    (suite / "durations.json").write_text(exported.stdout)
+    again = [collected_ids(suite, f"--shakedown-shard={k}/3", "--shakedown-durations="
+                           "durations.json") for k in (1, 2, 3)]
+    assert sorted(n for ids in again for n in ids) == expected
+
+
+def _shakedown(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "shakedown", *args], cwd=directory,
+                          capture_output=True, text=True, timeout=hang_bound(120), check=False)
+
+
+def _merge(directory: Path, run_ids: list[str]) -> dict:  # type: ignore[type-arg]
+    done = _shakedown(directory, "merge", *(f".shakedown/runs/{r}" for r in run_ids))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"merged {len(run_ids)} runs" in done.stdout
+    run_dir = Path(done.stdout.split("run: ")[1].split()[0])
+    return json.loads((directory / run_dir / "results.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_merge_refuses_overlapping_or_missing_runs(suite: Path) -> None:
+    runs = run_shards(suite, 1)
+    (only,) = runs
+    copy = suite / ".shakedown" / "runs" / "copy"
+    copy.mkdir()
+    (copy / "results.json").write_text(
+        (suite / ".shakedown" / "runs" / only / "results.json").read_text())
+    done = _shakedown(suite, "merge", f".shakedown/runs/{only}", str(copy))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "ran in two of the runs given" in done.stderr
+    missing = _shakedown(suite, "merge", "no-such-run")
+    assert missing.returncode == 2
+    assert "no results.json in no-such-run" in missing.stderr
+    assert not [p for p in (suite / ".shakedown" / "runs").iterdir()
+                if p.name.startswith("merged-")]  # nothing left behind
+
+
+def _starts(directory: Path, run: dict) -> dict[str, int]:  # type: ignore[type-arg]
+    """Environment starts per module (each environment's timing file names its tests)."""
+    run_dir = directory / ".shakedown" / "runs" / run["run_id"]
+    starts: dict[str, int] = {}
+    for timing in (run_dir / "environments").glob("*.json"):
+        data = json.loads(timing.read_text())
+        module = data["tests"][0].split("::")[0]
+        starts[module] = starts.get(module, 0) + 1
+    return starts
+
+
+@pytest.mark.timeout(hang_bound(600))
+def test_xdist_workers_grouped_by_environment(pytester: pytest.Pytester) -> None:
+    """Two modules of 4 tests with module environments on 2 workers: xdist's load
+    distribution starts module a's environment on both workers (it deals the first tests
+    round robin); grouped, each module's environment starts once."""
+    pytester.makefile(".toml", shakedown=TOPOLOGY)
+    for module in "ab":
+        pytester.makepyfile(**{f"test_{module}": MODULE.format(count=4, module=module)
+                               .replace("    redis", "    import time; time.sleep(0.3)\n"
+                                                     "    redis")})
+    directory = pytester.path
+    counted = {}
+    for label, extra in (("before", ("--shakedown-no-group",)), ("after", ())):
+        known = set(_runs(directory))
+        _finish(_pytest(directory, "-n", "2", *extra))
+        (run,) = [r for k, r in _runs(directory).items() if k not in known]
+        assert len(run["tests"]) == 8 and all(t["outcome"] == "passed" for t in run["tests"])
+        counted[label] = _starts(directory, run)
+    print("environment starts with -n 2:", counted)
+    assert counted["before"]["test_a.py"] == 2
+    assert counted["after"] == {"test_a.py": 1, "test_b.py": 1}
 
 
 def _history_runs(directory: Path) -> int:

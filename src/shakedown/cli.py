@@ -457,6 +457,9 @@ def doctor() -> None:
 from .cli_reports import register  # noqa: E402  (report, history, run)
 
 register(main)
+from .cli_shard import register as register_shard  # noqa: E402  (merge, durations)
+
+register_shard(main)
 
 from . import cli_env  # noqa: E402  (env)
 

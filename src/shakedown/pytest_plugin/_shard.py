@@ -20,12 +20,11 @@ from typing import Any
 import pytest
 
 from ..errors import ShakedownError
-from ..reports import HistoryDB
+from ..reports import ENV_PREFIX, HistoryDB
 from ..store import RunPaths, StateStore
 from ._manager import EnvironmentManager
 from ._plan import Plan, PlannedTest, plan
 
-ENV_PREFIX = "shakedown-env::"
 DURATIONS_FILE = ".test_durations"  # pytest-split's default name, in the rootdir
 
 
@@ -115,11 +114,6 @@ def read_durations_file(path: Path) -> tuple[dict[str, float], dict[str, float]]
     tests = {k: v for k, v in values.items() if not k.startswith(ENV_PREFIX)}
     envs = {k.removeprefix(ENV_PREFIX): v for k, v in values.items() if k.startswith(ENV_PREFIX)}
     return tests, envs
-
-
-def durations_to_file_format(tests: dict[str, float], envs: dict[str, float]) -> dict[str, float]:
-    return {**{k: round(v, 4) for k, v in sorted(tests.items())},
-            **{ENV_PREFIX + k: round(v, 4) for k, v in sorted(envs.items())}}
 
 
 def _durations(config: pytest.Config) -> tuple[dict[str, float], dict[str, float], str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..store import OUTCOMES, RunPaths, TestRecord
 from ._historydb import (
+    ENV_PREFIX,
     Durations,
     HistoryDB,
     MetricTrend,
@@ -34,6 +35,7 @@ from ._run import StoredRun, latest_run
 from ._timeline import Event, Interval, OpSpan, TestTimeline, timelines
 
 __all__ = [
+    "ENV_PREFIX",
     "OUTCOMES",
     "OUTCOMES_ENV",
     "Comparison",

@@ -162,6 +162,9 @@ def flips(outcomes: Sequence[str]) -> int:
     return sum(1 for a, b in itertools.pairwise(ran) if a != b)
 
 
+ENV_PREFIX = "shakedown-env::"  # a durations file's key for a topology's start + stop
+
+
 @dataclass(frozen=True)
 class Durations:
     """Recorded seconds: each test's own (nodeid → s) and each topology's start + stop
@@ -169,6 +172,11 @@ class Durations:
 
     tests: dict[str, float]
     environments: dict[str, float]
+
+    def file_format(self) -> dict[str, float]:
+        """pytest-split's .test_durations (test id → seconds) plus ``ENV_PREFIX`` keys."""
+        return {**{k: round(v, 4) for k, v in sorted(self.tests.items())},
+                **{ENV_PREFIX + k: round(v, 4) for k, v in sorted(self.environments.items())}}
 
 
 @dataclass(frozen=True)

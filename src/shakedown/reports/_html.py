@@ -206,7 +206,8 @@ def _environments(run: StoredRun) -> str:
                 f"<td>{_e(service.get('version') or '')}</td>"
                 f"<td class=num>{_e(_format.seconds(service.get('ready_s')))}</td>"
                 f"<td><code>{_e(service.get('url', ''))}</code></td></tr>")
-    topologies = ", ".join(f"{_e(e.get('topology', ''))} (digest {_e(e.get('digest', ''))})"
+    topologies = ", ".join(f"{_e(e.get('topology', ''))} (digest {_e(e.get('digest', ''))}"
+                           + (f", shard {_e(e['shard'])}" if e.get("shard") else "") + ")"
                            for e in run.environments)
     return (f'<section id="environments"><h2>Environments</h2><p class="facts">{topologies}</p>'
             f"<table><tr><th>environment</th><th>service</th><th>kind</th><th>version</th>"
@@ -242,7 +243,8 @@ def _test_block(number: int, run: StoredRun, test: TestRecord,
              f'<h3><span class="badge {outcome.replace(" ", "-")}">{_e(outcome.upper())}</span> '
              f'<code>{_e(test.nodeid)}</code> '
              f'<span class="duration">{_e(_format.seconds(test.duration))}</span>'
-             f"{_recent(trend)}</h3>"]
+             + (f' <span class="shard">shard {_e(test.shard)}</span>' if test.shard else "")
+             + f"{_recent(trend)}</h3>"]
     if test.reason:
         parts.append(f'<p class="reason">{_e(outcome)}: {_e(test.reason)}</p>')
     if test.measurements:
