@@ -28,8 +28,10 @@ from .process import (
     PortAllocator,
     Spawned,
     Watchdog,
+    cgroups,
     check_reachable,
     current_owner,
+    datamount,
     disk_data_root,
     kill_tagged,
     reap,
@@ -47,6 +49,7 @@ from .services import (
     SERVICE_CLASSES,
     HasLogParts,
     InternalLink,
+    Killable,
     Service,
     ServiceContext,
     Supervised,
@@ -413,6 +416,8 @@ class Environment:
         began = time.monotonic()
         self._emit(name, "starting", None)
         try:
+            if isinstance(service, Killable):  # it runs processes that write data
+                datamount.mount_limited(service.ctx.data_dir)  # so disk_full can fill it
             service.prepare()
             service.start()
             self.record_processes()
@@ -493,6 +498,7 @@ class Environment:
         if self._proxy is not None:
             self._proxy.close()
         kill_tagged(self.env_id)  # whatever escaped its process group
+        cgroups.remove_env(self.env_id)
         self._remove_volumes(keep_all=keep)
         if keep:
             self.save_state()

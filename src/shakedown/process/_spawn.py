@@ -1,7 +1,9 @@
 """Spawning processes and acting on their process groups. Every process starts a new session
 (so it is the leader of its own process group and a terminal's Ctrl-C does not reach it first),
 carries the environment tag, runs as the service user when asked, and writes stdout and stderr
-to its log file. Stop, kill, pause and resume act on the whole group."""
+to its log file. Inside a service's scope (``_cgroups.service_scope``) it goes into the
+service's cgroups and, when the service's clock is faked, under libfaketime.
+Stop, kill, pause and resume act on the whole group."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._cgroups import current_scope, place
+from ._faketime import faked_env
 from ._paths import ROOT_VARIABLE, TAG_VARIABLE, runtime_root
 from ._users import RunAs
 
@@ -66,7 +70,9 @@ def spawn(
         k: v for k, v in os.environ.items() if k in _SERVER_ENV_KEYS
     }
     base.setdefault("LANG", "C.UTF-8")
-    full_env = {**base, **(env or {}), TAG_VARIABLE: env_id,
+    scope = current_scope()
+    faked = faked_env(scope.env_id, scope.service) if scope is not None else {}
+    full_env = {**base, **(env or {}), **faked, TAG_VARIABLE: env_id,
                 ROOT_VARIABLE: str(runtime_root())}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv, as_user = _switch_user(list(argv), run_as)
@@ -84,6 +90,7 @@ def spawn(
             group=as_user.gid if as_user else None,
             extra_groups=[] if as_user else None,
         )
+    place(popen.pid, scope)  # its own cgroups, before it is likely to have forked
     return Spawned(role=role, pid=popen.pid, pgid=popen.pid, log_path=log_path, popen=popen)
 
 
