@@ -33,6 +33,7 @@ from .process import (
     current_owner,
     datamount,
     disk_data_root,
+    faketime,
     kill_tagged,
     reap,
     remove_tree,
@@ -499,6 +500,7 @@ class Environment:
             self._proxy.close()
         kill_tagged(self.env_id)  # whatever escaped its process group
         cgroups.remove_env(self.env_id)
+        faketime.remove_segments()
         self._remove_volumes(keep_all=keep)
         if keep:
             self.save_state()

@@ -1,18 +1,17 @@
 """Clock faults on one service through libfaketime: its wall clock offset by some seconds
-(ahead or behind), jumped live, or running at a rate. A service runs under libfaketime once it
-has a control file (``process.faketime``): the first clock fault on a service writes a zero
-skew and restarts it (same port, same data) so its processes preload the library; from then on
-each fault rewrites the file and the processes read it within a second. Healing writes a zero
-skew back (the library stays loaded until the service next starts from scratch)."""
+(ahead or behind), jumped live, or running at a rate. Each fault writes the skew to the service's
+control file (``process.faketime``) and restarts the service (same port, same data) so that
+its processes start under the library with it: a jump is a new fault, a restart again.
+Healing removes the file and restarts the service with the real clock. A server that does not
+start under libfaketime is started again without it and the fault says so."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import FaultError
+from ..errors import FaultError, ShakedownError
 from ..process import faketime
 from ..services import Restartable, Service
 
@@ -51,52 +50,63 @@ def _maps_faketime(pid: int) -> bool:
 def set_clock(service: Service, offset: float, rate: float | None,
               record: Callable[[str, dict[str, Any]], None]) -> tuple[dict[str, Any],
                                                                      Callable[[], None]]:
-    """Skew ``service``'s clock; returns what to record and how to heal."""
+    """Skew ``service``'s clock (restarting it under libfaketime); returns what to record and
+    how to heal (a restart with the real clock)."""
     _require_library()
     if rate is not None and not 0 < rate <= 100:
         raise FaultError(f"clock rate {rate} is out of range", checked=["0 < rate <= 100"],
                          fix=["give e.g. 1.01 for a clock 1% fast"])
-    env_id, name = service.ctx.env_id, service.name
-    if not faketime.clock_file(env_id, name).exists() or not preloaded(service):
-        _preload(service, record)
+    target = _restartable(service)
     spec = skew_spec(offset, rate)
-    faketime.write_skew(env_id, name, spec)
-    # The processes read the file again within REFRESH_SECONDS: the fault is in force then.
-    time.sleep(faketime.REFRESH_SECONDS + 0.1)
-    params: dict[str, Any] = {"offset": offset, "spec": spec}
-    if rate is not None:
-        params["rate"] = rate
-
-    def heal() -> None:
-        faketime.write_skew(env_id, name, ZERO)
-
-    return params, heal
-
-
-def reset(service: Service) -> bool:
-    """Zero the service's skew if it has one (also one set by another process); True if it
-    had one."""
-    control = faketime.clock_file(service.ctx.env_id, service.name)
+    faketime.write_skew(service.ctx.env_id, service.name, spec)
+    record("clock-restart", {"why": "restarted so its processes load libfaketime",
+                             "spec": spec})
     try:
-        skewed = control.read_text().strip() != ZERO
-    except OSError:
-        return False
-    if skewed:
-        faketime.write_skew(service.ctx.env_id, service.name, ZERO)
-    return skewed
-
-
-def _preload(service: Service, record: Callable[[str, dict[str, Any]], None]) -> None:
-    if not isinstance(service, Restartable):
-        raise FaultError(f"service {service.name!r} ({service.kind}) runs no process of "
-                         "shakedown's: its clock cannot be faked",
-                         fix=["fake the clock of a process-like service"])
-    faketime.write_skew(service.ctx.env_id, service.name, ZERO)
-    record("clock-preload", {"why": "restarted so its processes load libfaketime"})
-    service.restart()
+        target.restart()
+    except ShakedownError as exc:
+        _clear(service)
+        target.restart()  # stops what hangs under the library, starts it without
+        raise FaultError(f"service {service.name!r} ({service.kind}) does not start under "
+                         f"libfaketime: {exc.what}", details=exc.details,
+                         fix=["skew the clients' clocks instead"]) from None
     if not preloaded(service):
+        _clear(service)
+        target.restart()
         raise FaultError(
             f"service {service.name!r} ({service.kind}) did not load libfaketime",
             checked=[f"/proc/PID/maps of {service.pids}"],
             fix=["a statically linked server (Go: etcd) ignores LD_PRELOAD: skew the "
                  "clients' clocks instead"])
+    params: dict[str, Any] = {"offset": offset, "spec": spec}
+    if rate is not None:
+        params["rate"] = rate
+
+    def heal() -> None:
+        reset(service)
+
+    return params, heal
+
+
+def _restartable(service: Service) -> Restartable:
+    if not isinstance(service, Restartable):
+        raise FaultError(f"service {service.name!r} ({service.kind}) runs no process of "
+                         "shakedown's: its clock cannot be faked",
+                         fix=["fake the clock of a process-like service"])
+    return service
+
+
+def _clear(service: Service) -> bool:
+    control = faketime.clock_file(service.ctx.env_id, service.name)
+    if not control.exists():
+        return False
+    control.unlink()
+    return True
+
+
+def reset(service: Service) -> bool:
+    """Give the service its real clock back (also after a skew set by another process):
+    remove its control file and restart it; True if it had a skew."""
+    if not _clear(service):
+        return False
+    _restartable(service).restart()
+    return True

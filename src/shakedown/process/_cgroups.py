@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
@@ -96,13 +97,15 @@ def controller(name: str) -> Controller:
 
 
 _controllers: dict[str, Controller] = {}
+_probing = threading.Lock()
 
 
 def controllers() -> dict[str, Controller]:
-    """Every hierarchy shakedown uses, probed once per process."""
-    if not _controllers:
-        for name in CONTROLLERS:
-            _controllers[name] = controller(name)
+    """Every hierarchy shakedown uses, probed once per process (services start in threads:
+    none may see the table half filled)."""
+    with _probing:
+        if not _controllers:
+            _controllers.update({name: controller(name) for name in CONTROLLERS})
     return _controllers
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 
 from ._cgroups import remove_env as remove_groups
+from ._faketime import remove_segments
 from ._paths import ROOT_VARIABLE, TAG_VARIABLE
 from ._records import EnvRecord, all_records, remove_tree
 from ._spawn import Spawned, group_members, kill_group, pid_alive
@@ -112,6 +113,7 @@ def reap_env(record: EnvRecord, root: Path, report: ReapReport | None = None) ->
     report.killed.extend(kill_recorded_groups(record))
     report.killed.extend(kill_tagged(record.env_id))
     remove_groups(record.env_id)
+    remove_segments()
     _remove_state_dir(record, report)
     for path in (Path(record.data_dir), root / record.env_id):
         if path.exists():

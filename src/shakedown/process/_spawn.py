@@ -72,10 +72,15 @@ def spawn(
     base.setdefault("LANG", "C.UTF-8")
     scope = current_scope()
     faked = faked_env(scope.env_id, scope.service) if scope is not None else {}
-    full_env = {**base, **(env or {}), **faked, TAG_VARIABLE: env_id,
+    full_env = {**base, **(env or {}), TAG_VARIABLE: env_id,
                 ROOT_VARIABLE: str(runtime_root())}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv, as_user = _switch_user(list(argv), run_as)
+    if faked and argv[0] == _SETPRIV:  # preloaded once the user is switched, not in setpriv
+        cut = argv.index("--") + 1
+        argv = [*argv[:cut], _ENV, *(f"{k}={v}" for k, v in faked.items()), *argv[cut:]]
+    else:
+        full_env.update(faked)
     with log_path.open("ab") as log:
         popen = subprocess.Popen(
             argv,
@@ -110,6 +115,9 @@ def _switch_user(argv: list[str], run_as: RunAs | None) -> tuple[list[str], RunA
 
 _SETPRIV = shutil.which("setpriv") or (
     "/usr/bin/setpriv" if os.path.exists("/usr/bin/setpriv") else None)
+
+
+_ENV = shutil.which("env") or "/usr/bin/env"
 
 
 def _stat_fields(pid: int | str) -> list[bytes] | None:
