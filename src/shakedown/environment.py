@@ -30,9 +30,12 @@ from .process import (
     Watchdog,
     adopted,
     become_subreaper,
+    cgroups,
     check_reachable,
     current_owner,
+    datamount,
     disk_data_root,
+    faketime,
     kill_adopted,
     kill_tagged,
     reap,
@@ -52,6 +55,7 @@ from .services import (
     SERVICE_CLASSES,
     HasLogParts,
     InternalLink,
+    Killable,
     Service,
     ServiceContext,
     Supervised,
@@ -425,6 +429,8 @@ class Environment:
         began = time.monotonic()
         self._emit(name, "starting", None)
         try:
+            if isinstance(service, Killable):  # it runs processes that write data
+                datamount.mount_limited(service.ctx.data_dir)  # so disk_full can fill it
             service.prepare()
             service.start()
             self.record_processes()
@@ -503,6 +509,8 @@ class Environment:
         kill_tagged(self.env_id)  # whatever escaped its process group
         self._kill_adopted()
         _OWNED.discard(self.env_id)
+        cgroups.remove_env(self.env_id)
+        faketime.remove_segments()
         self._remove_volumes(keep_all=keep)
         if keep:
             self.save_state()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -14,11 +15,15 @@ from ..errors import FaultError, did_you_mean
 from ..history import NEMESIS, History
 from ..netproxy import TOXIC_TYPES, ProxyControl
 from ..services import AwsFaultable, Killable, Pausable, Restartable, Service
+from . import _resources as resources
+from ._clock import reset as reset_clock
+from ._clock import set_clock
 from ._schedule import Bounds, Candidates, Nemesis, candidates_of, default_seed, plan
 
 Direction = Literal["upstream", "downstream", "both"]
 DIRECTIONS: tuple[str, ...] = ("upstream", "downstream", "both")
 _ids = itertools.count(1)
+_LIFTED_AT_HEAL = ("memory_limit", "cpu_limit", "pids_limit", "disk_full", "clock")
 
 
 @dataclass(frozen=True)
@@ -290,6 +295,54 @@ class Faults:
                              fix=["name a service of kind 'aws'"])
         return service
 
+    # -- resource faults ---------------------------------------------------------------------
+    def memory_limit(self, service: str, bytes: int) -> Fault:
+        """Cap the service's memory (cgroup): the kernel reclaims, then OOM-kills a process
+        that grows past it; the kills are recorded when the fault heals."""
+        return self._resource("memory_limit", service, lambda s: resources.memory_limit(s, bytes))
+
+    def cpu_limit(self, service: str, fraction: float) -> Fault:
+        """Throttle the service to ``fraction`` of one core (CFS quota)."""
+        return self._resource("cpu_limit", service, lambda s: resources.cpu_limit(s, fraction))
+
+    def pids_limit(self, service: str, count: int) -> Fault:
+        """Allow the service at most ``count`` processes and threads: fork fails beyond."""
+        return self._resource("pids_limit", service, lambda s: resources.pids_limit(s, count))
+
+    def disk_full(self, service: str) -> Fault:
+        """Fill the service's data directory: writes that need space fail with ENOSPC;
+        healing gives it back its size."""
+        return self._resource("disk_full", service, resources.disk_full)
+
+    def _resource(self, kind: str, service: str,
+                  apply: Callable[[Service], resources.Applied]) -> Fault:
+        applied = apply(self._killable_service(service, kind))
+
+        def undo() -> None:
+            observed = applied.observe()
+            applied.undo()
+            if observed:
+                self._record("observed", service, {"kind": kind, **observed})
+
+        return self._add(kind, service, applied.params, undo=undo)
+
+    # -- clock faults --------------------------------------------------------------------------
+    def clock(self, service: str, offset: float = 0.0, *, rate: float | None = None) -> Fault:
+        """Move the service's wall clock ``offset`` seconds (ahead when positive) and, with
+        ``rate``, make it run that fast (libfaketime). Set again to jump it live."""
+        target = self._killable_service(service, "clock")
+        self._forget(lambda f: f.kind == "clock" and f.target == service)  # replaced by this
+
+        def record(f: str, value: dict[str, Any]) -> None:
+            self._record(f, service, value)
+
+        params, undo = set_clock(target, offset, rate, record)
+        return self._add("clock", service, params, undo=undo)
+
+    def _killable_service(self, name: str, action: str) -> Service:
+        self._killable(name, action)
+        return self._services[name]
+
     # -- schedules -------------------------------------------------------------------------------
     def schedule(self, families: Iterable[str] = ("kill", "pause", "partition"), *,
                  seed: int | None = None, duration: float | None = None,
@@ -333,6 +386,7 @@ class Faults:
         """Remove every toxic, resume paused services, start killed or stopped ones."""
         with self._lock:
             active, self._active = list(self._active), []
+        self._lift_limits(active)  # first: a service restarted below must not meet them
         proxy = self._proxy()
         if proxy is not None:
             proxy.reset()
@@ -349,6 +403,17 @@ class Faults:
             fault.healed = True
             self._record_end(fault)
         self._record("heal", "*", {"healed": [f.describe() for f in active]})
+
+    def _lift_limits(self, active: Iterable[Fault]) -> None:
+        for fault in active:
+            if fault.kind in _LIFTED_AT_HEAL:
+                with contextlib.suppress(OSError):  # its group went with its processes
+                    fault.undo()  # records what was observed (OOM kills...)
+        for service in self._services.values():
+            if isinstance(service, Killable):  # also what another process (the CLI) set
+                with contextlib.suppress(OSError):
+                    resources.reset(service)
+                    reset_clock(service)
 
     def active(self) -> list[Fault]:
         """Faults injected through this object and not healed yet."""

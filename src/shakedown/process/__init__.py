@@ -1,7 +1,12 @@
 """Processes on this machine: spawning as the service user in tagged process groups, log
 capture, readiness waits, port allocation safe across concurrent runs, environment records,
-the reaper and the owner watchdog."""
+the reaper and the owner watchdog; services' cgroups (``cgroups``), size-limited data
+directories (``datamount``) and faked clocks (``faketime``)."""
 
+from . import _cgroups as cgroups
+from . import _datamount as datamount
+from . import _faketime as faketime
+from ._cgroups import service_scope
 from ._copy import copy_tree
 from ._descendants import adopted, become_subreaper, kill_adopted, mechanism
 from ._paths import TAG_VARIABLE, cache_root, disk_data_root, runtime_root, tmpfs_has_room
@@ -62,12 +67,15 @@ __all__ = [
     "all_records",
     "become_subreaper",
     "cache_root",
+    "cgroups",
     "check_reachable",
     "command_probe",
     "copy_tree",
     "current_owner",
+    "datamount",
     "descendants",
     "disk_data_root",
+    "faketime",
     "family",
     "group_members",
     "http_probe",
@@ -87,6 +95,7 @@ __all__ = [
     "reap_stray",
     "remove_tree",
     "runtime_root",
+    "service_scope",
     "service_user",
     "signal_family",
     "signal_group",

@@ -1,6 +1,6 @@
 """The reaper: stops every process that carries an environment's tag and removes its data,
-state and port locks. It runs from ``shakedown reap``, at every ``up`` (for environments whose
-owner died), and from the watchdog the moment an owner dies."""
+state, cgroups and port locks. It runs from ``shakedown reap``, at every ``up`` (for
+environments whose owner died), and from the watchdog the moment an owner dies."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import psutil
 
+from ._cgroups import remove_env as remove_groups
+from ._faketime import remove_segments
 from ._paths import ROOT_VARIABLE, TAG_VARIABLE
 from ._records import EnvRecord, all_records, remove_tree
 from ._spawn import Spawned, group_members, kill_group, pid_alive
@@ -119,6 +121,8 @@ def reap_env(record: EnvRecord, root: Path, report: ReapReport | None = None) ->
     report.environments.append(f"{record.name} ({record.env_id})")
     report.killed.extend(kill_recorded_groups(record))
     report.killed.extend(kill_tagged(record.env_id))
+    remove_groups(record.env_id)
+    remove_segments()
     _remove_state_dir(record, report)
     for path in (Path(record.data_dir), root / record.env_id):
         if path.exists():

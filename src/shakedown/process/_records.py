@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 
+from ._datamount import unmount_below
 from ._sysv import remove_orphan_segments
 
 
@@ -92,4 +93,6 @@ def all_records(root: Path) -> list[tuple[Path, EnvRecord]]:
 
 def remove_tree(path: Path) -> None:
     remove_orphan_segments(path)  # a SIGKILLed postmaster's segment would outlive the tree
+    if os.geteuid() == 0:
+        unmount_below(path)  # a size-limited data directory is a mount of its own
     shutil.rmtree(path, ignore_errors=True)

@@ -1,7 +1,9 @@
 """Spawning processes and acting on their process groups. Every process starts a new session
 (so it is the leader of its own process group and a terminal's Ctrl-C does not reach it first),
 carries the environment tag, runs as the service user when asked, and writes stdout and stderr
-to its log file. Stop, kill, pause and resume act on the whole group."""
+to its log file. Inside a service's scope (``_cgroups.service_scope``) it goes into the
+service's cgroups and, when the service's clock is faked, under libfaketime.
+Stop, kill, pause and resume act on the whole group."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._cgroups import current_scope, place
 from ._descendants import note_spawned
+from ._faketime import faked_env
 from ._paths import ROOT_VARIABLE, TAG_VARIABLE, runtime_root
 from ._users import RunAs
 
@@ -71,10 +75,17 @@ def spawn(
         k: v for k, v in os.environ.items() if k in _SERVER_ENV_KEYS
     }
     base.setdefault("LANG", "C.UTF-8")
+    scope = current_scope()
+    faked = faked_env(scope.env_id, scope.service) if scope is not None else {}
     full_env = {**base, **(env or {}), TAG_VARIABLE: env_id,
                 ROOT_VARIABLE: str(runtime_root())}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv, as_user = _switch_user(list(argv), run_as)
+    if faked and argv[0] == _SETPRIV:  # preloaded once the user is switched, not in setpriv
+        cut = argv.index("--") + 1
+        argv = [*argv[:cut], _ENV, *(f"{k}={v}" for k, v in faked.items()), *argv[cut:]]
+    else:
+        full_env.update(faked)
     with log_path.open("ab") as log:
         popen = subprocess.Popen(
             argv,
@@ -90,6 +101,7 @@ def spawn(
             extra_groups=[] if as_user else None,
         )
     note_spawned(popen.pid)
+    place(popen.pid, scope)  # its own cgroups, before it is likely to have forked
     if popen.stdin is not None:
         with contextlib.suppress(BrokenPipeError):  # it died first: its log tells why
             popen.stdin.write(stdin_data or b"")
@@ -114,6 +126,9 @@ def _switch_user(argv: list[str], run_as: RunAs | None) -> tuple[list[str], RunA
 
 _SETPRIV = shutil.which("setpriv") or (
     "/usr/bin/setpriv" if os.path.exists("/usr/bin/setpriv") else None)
+
+
+_ENV = shutil.which("env") or "/usr/bin/env"
 
 
 def _stat_fields(pid: int | str) -> list[bytes] | None:

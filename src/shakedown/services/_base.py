@@ -13,6 +13,7 @@ supports, not what it is."""
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import signal
@@ -31,6 +32,7 @@ from ..process import (
     log_tail,
     process_state,
     remove_tree,
+    service_scope,
     signal_family,
     stop_family,
     stop_group,
@@ -150,6 +152,20 @@ class InternalLink:
     peers: tuple[str, ...] = ()  # further sources when several use the link (a member's peers)
 
 
+_SPAWNING_HOOKS = ("start", "_spawn_member", "start_member")
+"""The methods of a kind that spawn its processes: each runs in the service's scope, so that
+``spawn`` puts the processes in the service's cgroups (and under its faked clock)."""
+
+
+def _in_scope(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def scoped(self: Service, *args: Any, **kwargs: Any) -> Any:
+        with service_scope(self.ctx.env_id, self.name):
+            return method(self, *args, **kwargs)
+
+    return scoped
+
+
 class Service:
     """Base of every service kind. A kind's class says ``kind="name"`` in its bases (which
     registers it) and implements the hooks."""
@@ -164,6 +180,9 @@ class Service:
 
     def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        for hook in _SPAWNING_HOOKS:
+            if hook in cls.__dict__:
+                setattr(cls, hook, _in_scope(cls.__dict__[hook]))
         if kind is None:
             return
         if kind in Service.registry:
