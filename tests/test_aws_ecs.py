@@ -33,7 +33,7 @@ HANG = hang_bound(40.0)
 TOPOLOGY = """
     [services.aws]
     kind = "aws"
-    services = ["ecs", "cloudwatch"]
+    services = ["ecs", "cloudwatch", "ses"]
     ecs = { max_tasks = 4 }
     [services.aws.volumes.workspace]
 
@@ -424,6 +424,21 @@ def test_put_metric_data_is_readable_and_in_the_history(aws: AwsService) -> None
     aws.record_compute(history)
     put = [op.value for op in history.ops() if op.f == "cloudwatch.metric"]
     assert {"name": "Sessions", "values": [1.0, 2.0]}.items() <= put[-2].items()
+
+
+def test_outbound_mail_is_captured(aws: AwsService) -> None:
+    ses = aws.client("ses")
+    ses.verify_email_identity(EmailAddress="preview@example.com")
+    ses.send_email(Source="preview@example.com", Destination={"ToAddresses": ["u@example.com"]},
+                   Message={"Subject": {"Data": "Your preview"},
+                            "Body": {"Text": {"Data": "http://preview/session/1"}}})
+    ses.send_raw_email(Source="preview@example.com", Destinations=["v@example.com"],
+                       RawMessage={"Data": b"Subject: raw\r\n\r\nhello raw"})
+    plain, raw = aws.sent_emails()
+    assert plain["source"] == "preview@example.com" and plain["subject"] == "Your preview"
+    assert plain["destinations"]["ToAddresses"] == ["u@example.com"]
+    assert "http://preview/session/1" in str(plain["body"])
+    assert "hello raw" in raw["raw"]
 
 
 @pytest.mark.parametrize(("text", "expected"), [

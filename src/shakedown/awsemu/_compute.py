@@ -16,6 +16,7 @@ from ._events import Events
 from ._lambda import Function, LambdaRuntime, NotRunnable
 from ._lambda_api import INVOKE_PATH, handle_invoke
 from ._lambda_sqs import SqsEventSources
+from ._mail import sent_emails
 from ._metrics import Metrics
 from ._settings import DEFAULT_ACCOUNT, ComputeSettings
 from ._wsgi import Environ, StartResponse, json_response
@@ -95,6 +96,8 @@ class ComputeBridge:
             return self.instances.imds(environ, start_response, path)
         if path.startswith(METADATA_PREFIX) and self.ecs is not None:
             return self.ecs.metadata(environ, start_response, path)
+        if path == "mail/sent" and environ.get("REQUEST_METHOD") == "GET":
+            return json_response(start_response, 200, sent_emails(self.settings.region))
         if path == "metrics" and environ.get("REQUEST_METHOD") == "GET":
             return json_response(start_response, 200,
                                  self.metrics.data() if self.metrics else [])

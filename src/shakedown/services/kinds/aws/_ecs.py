@@ -123,6 +123,12 @@ class AwsEcs(AwsCompute):
         return [d for d in data if namespace in (None, d["namespace"])
                 and name in (None, d["name"])]
 
+    def sent_emails(self) -> list[dict[str, Any]]:
+        """Mail the system sent through SES, oldest first: ``{"id", "source",
+        "destinations", "subject", "body"}`` (``"raw"``, the MIME text, for SendRawEmail)."""
+        sent: list[dict[str, Any]] = self._control("GET", "/_shakedown/mail/sent").json()
+        return sent
+
     def compute_log_paths(self) -> dict[str, Path]:
         found = super().compute_log_paths()
         prefix = f"{self.name}.ecs."
