@@ -266,7 +266,7 @@ def _dotenv_quote(value: str) -> str:
         return value
     if "'" not in value:
         return f"'{value}'"
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')  # python-dotenv leaves \$ as is
     return f'"{escaped}"'
 
 
