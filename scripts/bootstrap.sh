@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql postgresql-contrib redis-server etcd-server etcd-client haproxy pgbouncer
+APT_PACKAGES=(faketime postgresql postgresql-contrib redis-server etcd-server etcd-client haproxy pgbouncer
               python3-venv curl chromium)
 
 missing=()
