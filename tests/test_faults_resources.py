@@ -158,10 +158,11 @@ def test_memory_limit_below_what_is_used_is_refused_clearly(env: Environment) ->
 
 def test_cpu_limit_throttles_and_heals(env: Environment) -> None:
     since = len(env.history.ops())
-    with env.faults.cpu_limit("spinner", 0.1):
+    # 2 ms a period: even on a loaded machine, a busy loop hits that and is throttled.
+    with env.faults.cpu_limit("spinner", 0.02):
         status, used = get(env, "spinner", "/spin?1.5")
     assert status == 200
-    # A tenth of a core for 1.5 s of wall time: well under half of it on the CPU.
+    # A fiftieth of a core for 1.5 s of wall time: well under half of it on the CPU.
     assert float(used) < 0.75, used
     throttled = observed(env, since, "cpu_limit")
     assert throttled and throttled[0]["throttled_periods"] > 0, throttled
@@ -232,3 +233,21 @@ def test_groups_and_mounts_are_gone_after_down(tmp_path: Path) -> None:
         assert not cgroups.group_path(controller, env_id, "db").exists()  # type: ignore[union-attr]
     assert not [m for m in datamount.mounts() if str(m.target).startswith(str(data))]
     assert json.dumps(cgroups.members("pids", env_id, "db")) == "[]"
+
+
+def test_a_resource_schedule_replays_from_its_seed(env: Environment) -> None:
+    runs = []
+    for _ in range(2):
+        since = len(env.history.ops())
+        with env.faults.schedule(("resource",), seed=2020, duration=2.5, every=(0.1, 0.3),
+                                 lasting=(0.2, 0.4), targets=["spinner", "db"]) as nemesis:
+            nemesis.wait()
+        assert not nemesis.errors, nemesis.errors
+        runs.append([step.key() for step in nemesis.done])
+        starts = [op.value for op in env.history.ops()[since:]
+                  if op.process == NEMESIS and op.f == "fault-start"]
+        assert {v["kind"] for v in starts} <= {"cpu_limit", "disk_full"} and starts
+        assert cgroups.read("cpu", env.env_id, "spinner", "cpu.cfs_quota_us") == "-1"
+        used, size = datamount.usage(env["db"].ctx.data_dir)
+        assert size - used > 1 << 20  # the disk has room again
+    assert runs[0] == runs[1] and runs[0]

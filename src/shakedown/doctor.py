@@ -1,13 +1,22 @@
 """``shakedown doctor``: which server binaries this machine has, their versions, and the
 exact command that installs what is missing (each kind says it for itself: ``doctor()``),
-and what the machine offers (runtime dir, tmpfs, service user)."""
+and what the machine offers (runtime dir, tmpfs, service user, the cgroups, mounts and
+libfaketime that resource and clock faults use)."""
 
 from __future__ import annotations
 
 import os
 
 from .errors import ShakedownError
-from .process import mechanism, runtime_root, service_user, tmpfs_has_room
+from .process import (
+    cgroups,
+    datamount,
+    faketime,
+    mechanism,
+    runtime_root,
+    service_user,
+    tmpfs_has_room,
+)
 from .services import DoctorLine, doctor_lines
 
 Check = DoctorLine
@@ -28,6 +37,24 @@ def _machine() -> list[Check]:
     return checks
 
 
+def _faults() -> list[Check]:
+    """What resource and clock faults can use here (each says what is missing and how)."""
+    checks = []
+    for name, found in cgroups.controllers().items():
+        checks.append(Check(f"cgroup {name}", found.base is not None,
+                            f"services get their own groups under {found.base}"
+                            if found.base is not None else f"{found.reason}: {found.fix}"))
+    why = datamount.why_no_mounts(runtime_root())
+    checks.append(Check("disk_full", why is None,
+                        "data directories are size-limited tmpfs mounts" if why is None
+                        else f"{why}: disk_full is unavailable"))
+    library = faketime.library()
+    checks.append(Check("libfaketime", library is not None,
+                        f"{library}: clock faults" if library
+                        else f"missing, clock faults unavailable: {faketime.INSTALL}"))
+    return checks
+
+
 def run_checks() -> list[Check]:
     """Every kind's lines (walked from the kind registry), then the machine's."""
-    return doctor_lines() + _machine()
+    return doctor_lines() + _machine() + _faults()

@@ -63,6 +63,7 @@ def set_clock(service: Service, offset: float, rate: float | None,
                              "spec": spec})
     try:
         target.restart()
+        faketime.remove_segments()  # the stopped processes' (libfaketime leaves them)
     except ShakedownError as exc:
         _clear(service)
         target.restart()  # stops what hangs under the library, starts it without
@@ -109,4 +110,5 @@ def reset(service: Service) -> bool:
     if not _clear(service):
         return False
     _restartable(service).restart()
+    faketime.remove_segments()
     return True

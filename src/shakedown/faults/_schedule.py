@@ -38,9 +38,14 @@ FAMILIES: dict[str, str] = {
     "isolate": "cut one service or member (the leader, a replica) from all others",
     "latency": "add latency (and jitter) to one link",
     "bandwidth": "limit one link's bandwidth",
+    "resource": "throttle a service's CPU to a fraction of a core, or fill its data directory",
+    "clock": "skew a service's wall clock by seconds (libfaketime: restarts it)",
 }
 PROCESS_FAMILIES = ("kill", "pause", "restart")
 NETWORK_FAMILIES = ("partition", "isolate", "latency", "bandwidth")
+RESOURCE_FAMILIES = ("resource", "clock")
+CPU_FRACTIONS = (0.05, 0.5)
+CLOCK_OFFSETS = (1.0, 300.0)  # seconds, either way
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,8 @@ def _choices(families: Sequence[str], c: Candidates,
         "isolate": [*c.isolatable, *(f"leader:{n}" for n in c.clusters if n in c.services)],
         "latency": list(c.links),
         "bandwidth": list(c.links),
+        "resource": list(c.killable),
+        "clock": list(c.killable),
     }
     if only is not None:
         targets = {family: [t for t in found if family == "partition" or t in only]
@@ -168,6 +175,12 @@ def _params(family: str, rng: random.Random, bounds: Bounds, c: Candidates,
         if len(side) == len(c.services):
             side = side[:-1]
         return {"side": tuple(side)}
+    if family == "resource":
+        if rng.random() < 0.5:
+            return {"limit": "cpu", "fraction": round(rng.uniform(*CPU_FRACTIONS), 3)}
+        return {"limit": "disk"}
+    if family == "clock":
+        return {"offset": round(rng.choice((-1, 1)) * rng.uniform(*CLOCK_OFFSETS), 3)}
     if target.startswith("replica:"):
         return {"rank": rng.randrange(16)}  # which replica, taken modulo their number then
     return {}
@@ -269,6 +282,12 @@ class Nemesis:
             return target, faults.isolate(target)
         if family == "latency":
             return target, faults.latency(target, ms=params["ms"])
+        if family == "resource":
+            if params["limit"] == "cpu":
+                return target, faults.cpu_limit(target, params["fraction"])
+            return target, faults.disk_full(target)
+        if family == "clock":
+            return target, faults.clock(target, params["offset"])
         return target, faults.bandwidth(target, kbps=params["kbps"])
 
     def _resolve(self, step: Step) -> str:

@@ -89,7 +89,11 @@ def controller(name: str) -> Controller:
                           f"mount it: mkdir -p {mount} && mount -t cgroup -o {name} cgroup {mount}")
     base = mount / _own_path(name).lstrip("/") / _SUBTREE
     try:
-        base.mkdir(exist_ok=True)
+        # Probe by making the subtree; groups make it again when they need it, so a probe
+        # (doctor) leaves nothing in the caller's cgroup.
+        if not base.exists():
+            base.mkdir()
+            base.rmdir()
     except OSError as exc:
         return Controller(name, None, f"cannot create {base}: {exc.strerror}",
                           "run where cgroups can be created (root, not a read-only cgroupfs)")
