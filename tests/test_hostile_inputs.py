@@ -166,7 +166,20 @@ def test_corpus_is_large() -> None:
     assert len(CASES) >= 60, len(CASES)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+# Cases the corpus found that are not fixed yet (issue 17): strict, so a fix makes them fail
+# until they are taken off this list.
+KNOWN_GAPS = {
+    "services/cwd-missing": "a missing cwd does not get the expected message (not diagnosed yet)",
+    "services/flood": "a service printing a flood of lines yields more than one message",
+    "services/ignore-term": "the error does not name the service's key path",
+    "cli/name-empty": "an empty --name is taken as the default name",
+    "cli/check-garbage-history": "check of a non-history file says 'no checker applies', exit 0",
+}
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[c.name]))
+    if c.name in KNOWN_GAPS else c for c in CASES], ids=[c.name for c in CASES])
 def test_hostile_input(case: Case, tmp_path: Path, runtime_root: Path) -> None:
     # The runtime root is one the service user can reach (pytest's tmp_path is closed).
     work, runtime, disk = tmp_path / "work", runtime_root, tmp_path / "disk"
