@@ -224,7 +224,9 @@ def test_xdist_workers_get_their_own_environments(
         def test_n(shakedown_env, n):
             print("ENV", shakedown_env.env_id, shakedown_env["db"].port)
         """)
-    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+    # without grouping (which sends tests that share an environment to one worker: test_shard)
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2",
+                                          "--shakedown-no-group")
     result.assert_outcomes(passed=4)
     environments = results_of(project)["environments"]
     assert len(environments) == 2

@@ -26,7 +26,10 @@ from shakedown.workloads.postgres import WORKLOADS, ListAppendClient, list_appen
 from shakedown.workloads.postgres._session import Connection
 
 StartPostgres = Callable[..., PostgresService]
-SECONDS, KEYS, WORKERS, MAX_RUNS = 2.0, 3, 6, 3
+SECONDS, KEYS, WORKERS, MAX_RUNS = 2.0, 3, 6, 8
+"""Each test stops at its first run that shows what it looks for; MAX_RUNS bounds a test
+that never sees it (measured: lost-update in 8 of 10 READ COMMITTED runs, and a busy machine
+completes fewer transactions per run, so no single run is asked to show everything)."""
 SI_FORBIDS = {"G0", "G1a", "G1b", "G1c", "G-single", "G-nonadjacent", "lost-update",
               "internal", "duplicate-elements", "incompatible-order", "garbage-read"}
 
@@ -46,13 +49,17 @@ def anomalies(result: Result) -> set[str]:
 
 @pytest.mark.parametrize("module", [list_append, rw_register], ids=["list_append", "rw_register"])
 def test_serializable_shows_no_anomaly(pg_url: str, module: ModuleType) -> None:
-    for seed in range(2):
+    completions: Counter[str] = Counter()
+    for seed in range(MAX_RUNS):
         summary = run(pg_url, module, "serializable", seed)
-        assert summary.completions.get("ok", 0) > 30, summary.completions
-        assert summary.completions.get("fail", 0) > 0  # serialization failures: contention
         result = isolation(summary.history, model="strict-serializable")
         assert result.validity == "valid", result.explanation
-        assert result.counts["ok"] == summary.completions["ok"]
+        assert result.counts["ok"] == summary.completions.get("ok", 0)
+        completions.update(summary.completions)
+        if seed >= 1 and completions["ok"] > 60 and completions["fail"] > 0:
+            break
+    # enough committed transactions to judge, and serialization failures: contention
+    assert completions["ok"] > 60 and completions["fail"] > 0, completions
 
 
 def test_repeatable_read_shows_write_skew_and_nothing_snapshot_isolation_forbids(

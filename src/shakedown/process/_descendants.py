@@ -15,12 +15,27 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import threading
+import time
+from collections.abc import Iterable
+
+from ._paths import TAG_VARIABLE
 
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 
 _SPAWNED: set[int] = set()
 """Pids this process spawned itself (servers, the watchdog): never taken for adopted."""
+
+ZOMBIE_SWEEP_SECONDS = 0.25
+"""How often a subreaper reaps the adopted orphans that died. Unreaped, a dead postmaster's
+pid stays taken: Patroni restarting on that data directory reads postmaster.pid, finds the
+pid "running" and waits for a server that never answers."""
+_sweeper: threading.Thread | None = None
+_ORPHANS: set[int] = set()
+"""Adopted children seen alive with an environment tag: the only ones a sweep reaps (a dead
+child's environment can no longer be read, so the tag is noted while it lives)."""
+_TAG = b"\0" + TAG_VARIABLE.encode() + b"="
 
 
 def _prctl(option: int, arg: int | ctypes.c_int | ctypes._Pointer[ctypes.c_int]) -> int:
@@ -32,9 +47,30 @@ def _prctl(option: int, arg: int | ctypes.c_int | ctypes._Pointer[ctypes.c_int])
 def become_subreaper() -> bool:
     """Make this process a child subreaper; False where the kernel does not allow it."""
     try:
-        return _prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
+        done = _prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
     except (OSError, AttributeError):
         return False
+    if done:
+        _start_zombie_sweeper()
+    return done
+
+
+def _start_zombie_sweeper() -> None:
+    """One daemon thread per process reaps dead adopted orphans (which only a subreaper
+    has): a kill's own sweep (``reap_orphan_zombies``) misses those that die later."""
+    global _sweeper
+    if _sweeper is not None and _sweeper.is_alive():
+        return
+    _sweeper = threading.Thread(target=_sweep_forever, name="shakedown-zombie-sweeper",
+                                daemon=True)
+    _sweeper.start()
+
+
+def _sweep_forever() -> None:
+    while True:
+        with contextlib.suppress(OSError):
+            reap_orphan_zombies()
+        time.sleep(ZOMBIE_SWEEP_SECONDS)
 
 
 def is_subreaper() -> bool:
@@ -78,18 +114,43 @@ def _children() -> list[tuple[int, int, str]]:
 
 
 def adopted() -> list[int]:
-    """Live orphans re-parented to this process; zombies among them are reaped on the way."""
+    """Live orphans re-parented to this process; dead known orphans are reaped on the way."""
+    return _sweep()[0]
+
+
+def reap_orphan_zombies(pids: Iterable[int] = ()) -> list[int]:
+    """Reap the dead orphans of services (tagged processes seen alive as adopted, and
+    ``pids``: the descendants a kill just took down); return their pids. Any other child is
+    left to whoever started it: a test's own ``Popen`` keeps its exit status."""
+    return _sweep(set(pids))[1]
+
+
+def _sweep(also: set[int] | None = None) -> tuple[list[int], list[int]]:
+    """(live adopted orphans, dead ones reaped now)."""
     own_group = os.getpgid(0)
-    live = []
+    live, reaped = [], []
     for pid, pgid, state in _children():
         if pid in _SPAWNED or pgid == own_group:
             continue
-        if state in ("Z", "X"):
+        if state not in ("Z", "X"):
+            live.append(pid)
+            if pid not in _ORPHANS and _tagged(pid):
+                _ORPHANS.add(pid)
+        elif pid in _ORPHANS or (also and pid in also):
+            _ORPHANS.discard(pid)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            continue
-        live.append(pid)
-    return live
+                reaped.append(pid)
+    return live, reaped
+
+
+def _tagged(pid: int) -> bool:
+    """True when ``pid`` carries an environment tag: a service's descendant."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return _TAG in b"\0" + handle.read()
+    except OSError:
+        return False
 
 
 def kill_adopted(pids: list[int]) -> list[int]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._cgroups import current_scope, place
-from ._descendants import note_spawned
+from ._descendants import note_spawned, reap_orphan_zombies
 from ._faketime import faked_env
 from ._paths import ROOT_VARIABLE, TAG_VARIABLE, runtime_root
 from ._users import RunAs
@@ -191,9 +191,12 @@ def family(proc: Spawned) -> list[int]:
 
 def signal_family(proc: Spawned, sig: int) -> list[int]:
     """Send ``sig`` to the group first (so a parent stops forking), then to every member of
-    the family; return the pids signalled."""
+    the family; return the pids signalled. The family is also read before the group is
+    signalled: a killed parent's children in sessions of their own are re-parented at once and
+    would no longer look like its descendants."""
+    before = family(proc)
     signal_group(proc.pgid, sig)
-    members = family(proc)
+    members = sorted(set(before) | set(family(proc)))
     for pid in members:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
@@ -230,6 +233,7 @@ def wait_group_gone(proc: Spawned, timeout: float) -> bool:
         if proc.popen is not None:
             proc.popen.poll()  # reap our own child so it does not linger as a zombie
         if not group_members(proc.pgid):
+            reap_orphan_zombies()
             return True
         if time.monotonic() >= deadline:
             return False
@@ -259,8 +263,9 @@ def kill_group(proc: Spawned, timeout: float = 10.0) -> None:
         if proc.popen is not None:
             proc.popen.poll()
         if not any(pid_alive(pid) for pid in members) and not group_members(proc.pgid):
-            return
+            break
         time.sleep(0.005)
+    reap_orphan_zombies(members)  # those re-parented to this subreaper: free their pids now
 
 
 def descendants(pid: int) -> list[int]:
