@@ -8,4 +8,6 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff";          ruff check src tests bench examples
 echo "== mypy";          mypy
 echo "== import layers"; lint-imports
-echo "== pytest";        pytest "$@"
+# Two xdist workers (the machine has 2 cores; most test time is waiting on servers): the
+# plugin sends tests sharing an environment to one worker. Override with -n 0 or -n N.
+echo "== pytest";        pytest -n "${SHAKEDOWN_TEST_WORKERS:-2}" "$@"

@@ -43,6 +43,7 @@ import pytest
 from shakedown.environment import Environment
 from shakedown.process import TAG_VARIABLE, kill_tagged
 from shakedown.process._paths import ROOT_VARIABLE
+from shakedown.process._ports import PORT_RANGE, PORTS_VARIABLE
 
 PREFIX = "shakedown-test-"
 """Runtime roots of test runs start with this (other runs' roots are never looked at)."""
@@ -109,6 +110,7 @@ class Guard:
             path.chmod(0o755)  # the service user walks into its data directory
         os.environ["SHAKEDOWN_RUNTIME_DIR"] = str(self.root)
         os.environ["SHAKEDOWN_DISK_DIR"] = str(self.disk)
+        _own_port_slice()
         self.active: dict[int, Any] = {}  # id(fixturedef) -> fixturedef (wider scope, set up)
         self.fixture_held: dict[int, Holding] = {}  # id(fixturedef) -> what its setup started
         self.private_roots = 0
@@ -284,6 +286,19 @@ class Guard:
             kill_tagged(str(env_id))
         for path in (self.parent, self.disk):
             _remove(path)
+
+
+def _own_port_slice() -> None:
+    """Port locks live in the runtime root, which is per process here: xdist workers would not
+    see each other's locks, so each takes its own slice of the port range (a run this one
+    starts inherits the slice)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get(
+        "PYTEST_XDIST_WORKER_COUNT", "")
+    if os.environ.get(PORTS_VARIABLE) or not worker.startswith("gw") or not count.isdigit():
+        return
+    index, width = int(worker[2:]), len(PORT_RANGE) // int(count)
+    low = PORT_RANGE.start + index * width
+    os.environ[PORTS_VARIABLE] = f"{low}-{low + width - 1}"
 
 
 # -- the hooks ---------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Port allocation that is safe when several runs start at once (pytest-xdist workers, two
 terminals): a port is taken by creating a lock file ``ports/PORT`` exclusively, and only then
 checked free by binding it. Ports come from a range below Linux's ephemeral range so that
-outgoing connections never collide with them."""
+outgoing connections never collide with them. Runs that keep separate runtime roots (so separate
+lock directories) can still share the machine by giving each its own slice of that range in
+``SHAKEDOWN_PORTS`` (``LOW-HIGH``, inclusive), as the test suite does per xdist worker."""
 
 from __future__ import annotations
 
@@ -14,6 +16,27 @@ from pathlib import Path
 from ..errors import PortInUseError, ShakedownError
 
 PORT_RANGE = range(20000, 32000)
+PORTS_VARIABLE = "SHAKEDOWN_PORTS"
+
+
+def port_range() -> range:
+    """The range ports are taken from: ``SHAKEDOWN_PORTS`` if set, else ``PORT_RANGE``."""
+    text = os.environ.get(PORTS_VARIABLE, "").strip()
+    if not text:
+        return PORT_RANGE
+    low, _, high = text.partition("-")
+    try:
+        chosen = range(int(low), int(high) + 1)
+    except ValueError:
+        chosen = range(0)
+    if not chosen or chosen.start < 1024 or chosen.stop > 65536:
+        raise ShakedownError(
+            f"{PORTS_VARIABLE}={text!r} is not a port range",
+            checked=[f"{PORTS_VARIABLE} read as LOW-HIGH with 1024 <= LOW <= HIGH <= 65535"],
+            fix=[f"set it like {PORTS_VARIABLE}=20000-25999, or unset it for "
+                 f"{PORT_RANGE.start}-{PORT_RANGE.stop - 1}"],
+        )
+    return chosen
 
 
 class PortAllocator:
@@ -26,14 +49,15 @@ class PortAllocator:
         self.records_root = root
 
     def allocate(self) -> int:
-        for port in random.sample(PORT_RANGE, 400):
+        ports = port_range()
+        for port in random.sample(ports, min(400, len(ports))):
             if self._lock(port):
                 if port_is_free(port):
                     return port
                 self.release(port)
         raise ShakedownError(
             "no free port found for a service",
-            checked=[f"400 random ports in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}"],
+            checked=[f"{min(400, len(ports))} random ports in {ports.start}-{ports.stop - 1}"],
             fix=["stop leftover servers: shakedown reap", "free some ports in that range"],
         )
 
