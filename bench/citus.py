@@ -54,22 +54,22 @@ kind = "citus"
 workers = 2
 """
 HA_TOPOLOGY = """
-[services.dcs]
+[services.kv]
 kind = "etcd"
 
 [services.db]
 kind = "postgres-ha"
-etcd = "dcs"
+etcd = "kv"
 members = 2
 citus = { workers = 2 }
 """
 HA_FLOOR_TOPOLOGY = """
-[services.dcs]
+[services.kv]
 kind = "etcd"
 """ + "".join(f"""
 [services.db{group}]
 kind = "postgres-ha"
-etcd = "dcs"
+etcd = "kv"
 members = 2
 """ for group in range(3))
 

@@ -41,12 +41,12 @@ from shakedown.environment import Environment
 from shakedown.services import HAProxyService, PatroniService
 
 TOPOLOGY = """
-[services.dcs]
+[services.kv]
 kind = "etcd"
 
 [services.db]
 kind = "postgres-ha"
-etcd = "dcs"
+etcd = "kv"
 members = 3
 {timing}
 

@@ -177,8 +177,8 @@ def test_leader_cut_from_etcd_demotes_and_never_two_primaries(shakedown_env):
     history = History()
     old = cluster.leader()
     with RoleSampler(members(cluster), history, interval=0.1):
-        cut = shakedown_env.faults.partition([old.name], ["dcs"])
-        assert cut.params["links"] == [f"{old.name}-dcs"]
+        cut = shakedown_env.faults.partition([old.name], ["kv"])
+        assert cut.params["links"] == [f"{old.name}-kv"]
         new = cluster.wait_leader(timeout=60, exclude=old.name)
 
         def old_is_replica():

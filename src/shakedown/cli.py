@@ -469,5 +469,9 @@ from . import cli_reap  # noqa: E402  (reap)
 
 cli_reap.register(main)
 
+from . import cli_init  # noqa: E402  (init)
+
+cli_init.register(main)
+
 if __name__ == "__main__":
     main()

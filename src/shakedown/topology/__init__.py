@@ -2,7 +2,7 @@
 ``shakedown.toml`` (and overlays), with references between services.
 Each kind's spec is in ``specs/<kind>.py``; the kind table is built from them."""
 
-from ._base import PostgresServerKeys, Scalar, ServiceSpec, Spec, seconds
+from ._base import PostgresServerKeys, Scalar, ServiceSpec, Spec, Starter, seconds
 from ._durations import Target, parse_duration, parse_target
 from ._load import DEFAULT_FILE, Topology, load_topology
 from ._models import KINDS, EnvironmentSettings, LinkSpec, TopologyModel
@@ -18,6 +18,7 @@ __all__ = [
     "Scalar",
     "ServiceSpec",
     "Spec",
+    "Starter",
     "Target",
     "Topology",
     "TopologyModel",

@@ -5,6 +5,7 @@ live one per module in ``specs/`` and import only this module."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,6 +19,20 @@ Scalar = str | int | float | bool
 def seconds(value: Any) -> Any:
     """A duration key: ``"500ms"`` / ``"2s"`` as seconds, numbers as they are."""
     return parse_duration(value) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class Starter:
+    """What ``shakedown init`` writes for a kind: a service ``name``, its TOML ``keys`` (after
+    ``kind``), the kinds it ``needs`` in the same file (their starters' names are what ``keys``
+    refer to), and a ``check`` for the starter test: Python lines that fail unless the service
+    answers (``{name}`` is the service's name), with the modules they ``imports``."""
+
+    name: str
+    check: str
+    keys: str = ""
+    needs: tuple[str, ...] = ()
+    imports: tuple[str, ...] = ()
 
 
 class Spec(BaseModel):
@@ -39,6 +54,8 @@ class ServiceSpec(Spec):
     ready_timeout: float = Field(default=30.0, gt=0)
     stop_timeout: float = Field(default=10.0, ge=0)
 
+    starter: ClassVar[Starter | None] = None
+    """What ``shakedown init KIND`` writes; kinds without one are not offered by ``init``."""
     service_fields: ClassVar[dict[str, tuple[str, ...]]] = {}
     """Keys that name another service, with the kinds they accept: the loader checks the name
     and the kind, and makes the named service a dependency."""

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ...errors import did_you_mean
-from .._base import ServiceSpec, Spec
+from .._base import ServiceSpec, Spec, Starter
 from ._aws_compute import AwsComputeMixin
 from ._aws_ecs import AwsEcsMixin
 
@@ -183,6 +183,14 @@ class AwsSpec(AwsEcsMixin, AwsComputeMixin, ServiceSpec):
         "host", "port", "url", "endpoint", "region", "access_key_id", "secret_access_key",
     )
     kind: Literal["aws"] = "aws"
+    starter: ClassVar[Starter | None] = Starter(
+        name="cloud", imports=("boto3",),
+        keys='services = ["s3", "sqs"]\nresources = { buckets = ["uploads"] }',
+        check='aws = shakedown_env["{name}"].exports()\n'
+              's3 = boto3.client("s3", endpoint_url=aws["endpoint"], region_name=aws["region"],\n'
+              '                  aws_access_key_id=aws["access_key_id"],\n'
+              '                  aws_secret_access_key=aws["secret_access_key"])\n'
+              'assert "uploads" in [b["Name"] for b in s3.list_buckets()["Buckets"]]')
     services: tuple[str, ...]
     region: str = DEFAULT_REGION
     resources: AwsResourcesSpec = AwsResourcesSpec()

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .._base import Scalar, ServiceSpec, seconds
+from .._base import Scalar, ServiceSpec, Starter, seconds
 
 
 class EtcdSpec(ServiceSpec):
@@ -15,6 +15,10 @@ class EtcdSpec(ServiceSpec):
 
     exports: ClassVar[tuple[str, ...]] = ("host", "port", "url", "endpoints")
     kind: Literal["etcd"] = "etcd"
+    starter: ClassVar[Starter | None] = Starter(
+        name="kv", imports=("httpx",),
+        check='health = httpx.get(shakedown_env["{name}"].url + "/health", timeout=5).json()\n'
+              'assert health["health"] == "true", health')
     members: int = 1
     bin_dir: str | None = None
     heartbeat_interval: float = Field(default=0.01, gt=0)

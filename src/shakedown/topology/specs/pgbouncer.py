@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from .._base import Scalar, ServiceSpec
+from .._base import Scalar, ServiceSpec, Starter
 
 
 class PgBouncerSpec(ServiceSpec):
@@ -20,6 +20,10 @@ class PgBouncerSpec(ServiceSpec):
         "backend": ("postgres", "postgres-ha", "citus"),
     }
     kind: Literal["pgbouncer"] = "pgbouncer"
+    starter: ClassVar[Starter | None] = Starter(
+        name="pool", keys='backend = "db"', needs=("postgres",), imports=("psycopg",),
+        check='with psycopg.connect(shakedown_env["{name}"].url) as conn:\n'
+              '    assert conn.execute("SELECT 1").fetchone() == (1,)')
     backend: str
     pool_mode: Literal["session", "transaction", "statement"] = "transaction"
     auth_type: Literal["scram-sha-256", "md5", "plain"] = "scram-sha-256"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from .._base import PostgresServerKeys, ServiceSpec
+from .._base import PostgresServerKeys, ServiceSpec, Starter
 
 
 class PostgresSpec(PostgresServerKeys, ServiceSpec):
@@ -14,4 +14,8 @@ class PostgresSpec(PostgresServerKeys, ServiceSpec):
         "host", "port", "url", "user", "password", "database", "dsn",
     )
     kind: Literal["postgres"] = "postgres"
+    starter: ClassVar[Starter | None] = Starter(
+        name="db", imports=("psycopg",),
+        check='with psycopg.connect(shakedown_env["{name}"].url) as conn:\n'
+              '    assert conn.execute("SELECT 1").fetchone() == (1,)')
     replica_of: str | None = None

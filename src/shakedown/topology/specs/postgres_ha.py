@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .._base import PostgresServerKeys, ServiceSpec, Spec
+from .._base import PostgresServerKeys, ServiceSpec, Spec, Starter
 
 # Patroni 4 raises ttl below 20 s to 20, loop_wait below 1 s to 1 and retry_timeout below 3 s
 # to 3 (patroni/config.py _validate_and_adjust_timeouts; its validator rejects them outright).
@@ -64,6 +64,10 @@ class PatroniSpec(PostgresServerKeys, ServiceSpec):
     )
     service_fields: ClassVar[dict[str, tuple[str, ...]]] = {"etcd": ("etcd",)}
     kind: Literal["postgres-ha"] = "postgres-ha"
+    starter: ClassVar[Starter | None] = Starter(
+        name="cluster", keys='etcd = "kv"\nmembers = 2', needs=("etcd",), imports=("psycopg",),
+        check='with psycopg.connect(shakedown_env["{name}"].url) as conn:\n'
+              '    assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)')
     parts_named_after_service: ClassVar[bool] = True
     etcd: str
     members: int = 3

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .._base import ServiceSpec, Spec, seconds
+from .._base import ServiceSpec, Spec, Starter, seconds
 
 
 class ReadySpec(Spec):
@@ -92,6 +92,11 @@ class ProcessSpec(ServiceSpec):
 
     exports: ClassVar[tuple[str, ...]] = ("host", "port", "url")
     kind: Literal["process"] = "process"
+    starter: ClassVar[Starter | None] = Starter(
+        name="app", imports=("httpx",),
+        keys='command = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "{port}"]\n'
+             'ready = { http = "/" }',
+        check='assert httpx.get(shakedown_env["{name}"].url, timeout=5).status_code == 200')
     command: tuple[str, ...] = Field(min_length=1)
     env: dict[str, str] = {}
     cwd: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from .._base import Scalar, ServiceSpec
+from .._base import Scalar, ServiceSpec, Starter
 
 
 class RedisSpec(ServiceSpec):
@@ -12,6 +12,10 @@ class RedisSpec(ServiceSpec):
 
     exports: ClassVar[tuple[str, ...]] = ("host", "port", "url", "password")
     kind: Literal["redis"] = "redis"
+    starter: ClassVar[Starter | None] = Starter(
+        name="cache", imports=("redis",),
+        check='client = redis.Redis.from_url(shakedown_env["{name}"].url)\n'
+              'assert client.set("starter", "ok") and client.get("starter") == b"ok"')
     bin_dir: str | None = None
     persistence: bool = False
     password: bool = True
