@@ -145,6 +145,13 @@ def _cli_and_environment() -> list[Case]:
         Case("cli/check-garbage-history", 2, ["garbage.jsonl", "line 1"],
              build=lambda d: (d / "garbage.jsonl").write_text("{not json\n") and
              ["check", "garbage.jsonl"]),
+        Case("cli/check-binary-history", 2, ["binary.jsonl", "line 1"],
+             build=lambda d: (d / "binary.jsonl").write_bytes(b"\xff\x00\x1b[31m\n") and
+             ["check", "binary.jsonl"]),
+        Case("cli/check-json-not-an-op", 2, ["list.jsonl", "line 1"],
+             build=lambda d: (d / "list.jsonl").write_text('[1, 2]\n{"a": 1}\n') and
+             ["check", "list.jsonl"]),
+        Case("cli/name-blank", 2, ["bad environment name ' '"], build=good("up", "--name", " ")),
         Case("env/runtime-dir-is-a-file", 2, ["SHAKEDOWN_RUNTIME_DIR", "a-file"],
              build=good("up", "--detach", "--name", "hostile"),
              env={"SHAKEDOWN_RUNTIME_DIR": "a-file"}),
@@ -168,13 +175,7 @@ def test_corpus_is_large() -> None:
 
 # Cases the corpus found that are not fixed yet (issue 17): strict, so a fix makes them fail
 # until they are taken off this list.
-KNOWN_GAPS = {
-    "services/cwd-missing": "a missing cwd does not get the expected message (not diagnosed yet)",
-    "services/flood": "a service printing a flood of lines yields more than one message",
-    "services/ignore-term": "the error does not name the service's key path",
-    "cli/name-empty": "an empty --name is taken as the default name",
-    "cli/check-garbage-history": "check of a non-history file says 'no checker applies', exit 0",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("case", [

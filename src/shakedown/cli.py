@@ -18,7 +18,7 @@ import click
 from . import __version__
 from ._cli_support import console, plain, real_console
 from ._cli_support import friendly as _friendly
-from .errors import ShakedownError
+from .errors import ShakedownError, UsageError
 from .names import DEFAULT_FILE, DEFAULT_STATE_DIR
 from .store import RunPaths
 
@@ -414,7 +414,18 @@ def check(run_dir: Path, lag_bound: str | None, isolation_model: str | None) -> 
     records: list[CheckRecord] = []
     for path in paths:
         checked = 0
-        for test, segment in split_by_test(History.load(path)).items():
+        try:
+            history = History.load(path)
+        except (ValueError, OSError) as exc:
+            if run_dir.is_file():
+                raise UsageError(f"{path.name} is not a history: {exc}",
+                                 checked=[f"{path}: each line one JSON operation"],
+                                 fix=["pass a history a run wrote: .shakedown/runs/RUN_ID/"
+                                      "histories/NAME.jsonl, or the run directory"]) from None
+            table.add_row(plain(path.name), "-", "-", "[red]unreadable[/]", plain(exc))
+            worst = 2  # a history that cannot be read proves nothing: never a pass
+            continue
+        for test, segment in split_by_test(history).items():
             found = check_history(segment, lag_bound_s=bound, isolation_model=isolation_model)
             for name, result in found.items():
                 records.append(CheckRecord(path.stem, test, name, result.to_dict()))

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import EnvironmentStateError, FaultError, did_you_mean
+from .errors import EnvironmentStateError, FaultError, ServiceStartError, did_you_mean
 from .faults import Faults, LinkRoute
 from .history import NEMESIS, History
 from .names import DEFAULT_STATE_DIR
@@ -110,7 +110,7 @@ class Environment:
         observer: Observer | None = None,
     ) -> None:
         self.topology = topology
-        self.name = name or "default"
+        self.name = "default" if name is None else name
         StateStore(Path(".")).env(self.name)  # a bad name fails here, before anything exists
         self.state_root = Path(state_root) if state_root else topology.base_dir / DEFAULT_STATE_DIR
         self.detach = detach
@@ -146,7 +146,7 @@ class Environment:
     def attach(cls, name: str | None = None,
                state_root: str | Path = DEFAULT_STATE_DIR) -> Environment:
         """The environment NAME that another process brought up, read from its state file."""
-        name = name or "default"
+        name = "default" if name is None else name
         state_file = StateStore(Path(state_root)).env(name).state_file
         if not state_file.exists():
             known = StateStore(Path(state_root)).env_names()
@@ -440,6 +440,12 @@ class Environment:
             service.wait_ready()
             service.after_first_ready()
             service.initialized = True
+        except ServiceStartError as exc:
+            self._emit(name, "failed", time.monotonic() - began)
+            spec = self.topology.services[name]
+            exc.also_checked(f"topology: [services.{name}] kind = {spec.kind!r}, ready_timeout = "
+                             f"{spec.ready_timeout:g}s, stop_timeout = {spec.stop_timeout:g}s")
+            raise
         except BaseException:
             self._emit(name, "failed", time.monotonic() - began)
             raise

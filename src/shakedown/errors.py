@@ -30,6 +30,11 @@ class ShakedownError(Exception):
         self.details = details
         super().__init__(self.render())
 
+    def also_checked(self, item: str) -> None:
+        """Add what a caller knows and the raiser did not (the topology key of a service)."""
+        self.checked.append(item)
+        self.args = (self.render(),)
+
     def render(self) -> str:
         lines = [self.what]
         if self.checked:

@@ -165,17 +165,20 @@ class History:
 
     @classmethod
     def load(cls, path: Path) -> History:
-        """Read a history.jsonl written by :meth:`append` (a torn last line is ignored)."""
+        """Read a history.jsonl written by :meth:`append`. A torn last line (a run cut short)
+        is ignored once an operation was read before it; a file with none is not a history."""
         ops: list[Op] = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 ops.append(Op.from_dict(json.loads(line)))
-            except (ValueError, KeyError) as exc:
-                if number == len(path.read_text(encoding="utf-8").splitlines()):
-                    break  # a run cut short may leave a half-written last line
-                raise ValueError(f"{path}:{number}: not a history operation: {exc}") from exc
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                if number == len(lines) and ops:
+                    break
+                raise ValueError(f"{path}: line {number}: not a history operation "
+                                 f"({type(exc).__name__}: {str(exc)[:120]})") from exc
         return cls(ops=ops)
 
     def completions(self) -> list[tuple[Op, Op | None]]:

@@ -293,8 +293,14 @@ def kill_tree(pid: int, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+LINE_LIMIT = 300
+"""Characters of one log line shown in a tail: a service that prints megabyte lines still
+gets a message one can read."""
+
+
 def log_tail(path: Path, lines: int = 50) -> str:
-    """The last ``lines`` lines of a log file ('' when it does not exist)."""
+    """The last ``lines`` lines of a log file ('' when it does not exist), each cut at
+    ``LINE_LIMIT`` characters with a note of how many were left out."""
     try:
         with path.open("rb") as handle:
             handle.seek(0, os.SEEK_END)
@@ -303,4 +309,10 @@ def log_tail(path: Path, lines: int = 50) -> str:
             data = handle.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return ""
-    return "\n".join(data.splitlines()[-lines:])
+    return "\n".join(_cut(line) for line in data.splitlines()[-lines:])
+
+
+def _cut(line: str) -> str:
+    if len(line) <= LINE_LIMIT:
+        return line
+    return f"{line[:LINE_LIMIT]}... ({len(line) - LINE_LIMIT} more characters)"

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ...errors import MissingBinaryError
+from ...errors import MissingBinaryError, TopologyError
 from ...process import (
     Probe,
     command_probe,
@@ -63,12 +63,21 @@ class UserProcessService(SpawnedService, kind="process"):
         return base / self.spec.cwd if self.spec.cwd else base
 
     def command(self) -> list[str]:
+        self._check_cwd()
         argv = [self._expand(arg) for arg in self.spec.command]
         if shutil.which(argv[0], path=None) is None and not (self.cwd / argv[0]).exists():
             raise MissingBinaryError(argv[0], kind="process",
                                      searched=[f"PATH and {self.cwd}"],
                                      install=f"install {argv[0]} or correct the command")
         return argv
+
+    def _check_cwd(self) -> None:
+        if not self.cwd.is_dir():
+            raise TopologyError(
+                f"services.{self.name}.cwd: {self.spec.cwd} is not a directory",
+                checked=[f"{self.cwd}: " + ("not a directory" if self.cwd.exists()
+                                             else "no such directory")],
+                fix=["create it, or correct cwd (relative to the topology file's directory)"])
 
     def env(self) -> dict[str, str]:
         own = {key: self._expand(value) for key, value in self.spec.env.items()}
@@ -143,8 +152,9 @@ class UserProcessService(SpawnedService, kind="process"):
         return status
 
     def start(self) -> None:
-        argv = self._supervised(self.command())
-        self.processes = [spawn(argv, role=Path(self.spec.command[0]).name,
+        command = self.command()
+        argv = self._supervised(command)
+        self.processes = [spawn(argv, role=Path(command[0]).name,
                                 log_path=self.log_path, env_id=self.ctx.env_id, env=self.env(),
                                 inherit_env=True, cwd=self.cwd)]
 
