@@ -172,13 +172,16 @@ def described(aws: AwsService, arns: list[str]) -> list[dict[str, Any]]:
     return tasks
 
 
-def running_of(aws: AwsService, service: str, count: int) -> list[dict[str, Any]]:
+def running_of(aws: AwsService, service: str, count: int,
+               excluding: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Once the service's tasks are ``count`` running ones, none of them in ``excluding``."""
     ecs = aws.client("ecs")
 
     def check() -> list[dict[str, Any]] | None:
         arns = ecs.list_tasks(cluster="default", serviceName=service)["taskArns"]
         tasks = described(aws, arns) if arns else []
-        running = [t for t in tasks if t["lastStatus"] == "RUNNING"]
+        running = [t for t in tasks if t["lastStatus"] == "RUNNING"
+                   and t["taskArn"] not in excluding]
         return running if len(running) == count == len(tasks) else None
 
     return list(wait_for(check, f"{count} running tasks of {service}"))
@@ -236,8 +239,7 @@ def test_a_killed_task_is_replaced_with_its_exit_code_and_reason(aws: AwsService
     [task] = aws.tasks("RUNNING", service="web")
     assert f"task:{task['task_id']}" in aws.roles()
     os.killpg(task["containers"][0]["pgid"], signal.SIGKILL)
-    [second] = running_of(aws, "web", 1)
-    assert second["taskArn"] != first["taskArn"]
+    [second] = running_of(aws, "web", 1, excluding=(first["taskArn"],))
     [dead] = described(aws, [first["taskArn"]])
     assert dead["lastStatus"] == "STOPPED" and dead["stopCode"] == "EssentialContainerExited"
     assert dead["stoppedReason"] == "Essential container in task exited"

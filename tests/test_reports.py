@@ -61,6 +61,7 @@ def test_workload_with_fault(shakedown_env):
         shakedown_env.faults.kill("db")
         eventually(lambda: completed(killed, ok=False) >= 10, timeout=20)
         healed = history.now()
+        history.append("nemesis", "info", "healing", {"target": "db"})  # db down until here
         shakedown_env.faults.heal()
         eventually(lambda: completed(healed, ok=True) >= 15, timeout=20)
     with shakedown_env.measure("write"):
@@ -184,8 +185,13 @@ def test_the_timeline_has_operations_and_the_fault_interval(stored: Stored) -> N
     assert (fault.kind, fault.target, fault.open) == ("kill", "db", False)
     first_ok = min(op.end for op in timeline.ops if op.outcome == "ok" and op.end is not None)
     assert first_ok < fault.start < fault.end < timeline.duration  # writes before the fault
+    # The fault ends once db is ready again; until heal began it was certainly down.
+    ops = [op for h in stored.run.histories.values() for op in h.ops()]
+    begun = next(op.time for op in ops if op.f == "fault-start" and op.value["target"] == "db")
+    healing = next(op.time for op in ops if op.f == "healing") - begun + fault.start
+    assert fault.start < healing < fault.end
     during = [op for op in timeline.ops if op.end is not None
-              and fault.start + 0.05 < op.end < fault.end - 0.05]
+              and fault.start + 0.05 < op.end < healing]
     assert during and all(op.outcome != "ok" for op in during), "no write succeeds while down"
     html = stored.html
     blocks = re.findall(r'<div class="shakedown-timeline" id="(timeline-\d+)" '
