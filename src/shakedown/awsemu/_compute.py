@@ -6,6 +6,7 @@ declared HTTP APIs on their ports, and lists all of it at
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,14 +18,16 @@ from ._lambda import Function, LambdaRuntime, NotRunnable
 from ._lambda_api import INVOKE_PATH, handle_invoke
 from ._lambda_sqs import SqsEventSources
 from ._mail import sent_emails
+from ._mail_in import MailError, receive
 from ._metrics import Metrics
 from ._settings import DEFAULT_ACCOUNT, ComputeSettings
-from ._wsgi import Environ, StartResponse, json_response
+from ._wsgi import Environ, StartResponse, json_response, read_body
 
 
 class ComputeBridge:
     def __init__(self, config: dict[str, Any]) -> None:
         self.settings = ComputeSettings.from_config(config)
+        self.services = list(config.get("services", []))
         self.events = Events(self.settings.log_path("compute").with_suffix(".jsonl"),
                              self.settings.history, self.settings.origin, self.settings.service)
         self.runtime = LambdaRuntime(self.settings, self.events)
@@ -98,12 +101,28 @@ class ComputeBridge:
             return self.ecs.metadata(environ, start_response, path)
         if path == "mail/sent" and environ.get("REQUEST_METHOD") == "GET":
             return json_response(start_response, 200, sent_emails(self.settings.region))
+        if path == "mail/receive" and environ.get("REQUEST_METHOD") == "POST":
+            return self._receive(environ, start_response)
         if path == "metrics" and environ.get("REQUEST_METHOD") == "GET":
             return json_response(start_response, 200,
                                  self.metrics.data() if self.metrics else [])
         if path == "compute" and environ.get("REQUEST_METHOD") == "GET":
             return json_response(start_response, 200, self.describe())
         return None
+
+    def _receive(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if "ses" not in self.services:
+            return json_response(start_response, 400, {"error": "ses is not among services"})
+        try:
+            request = json.loads(read_body(environ) or b"{}")
+            if not isinstance(request, dict):
+                raise MailError("the request is not a JSON object")
+            delivery = receive(self.settings.region, request, self.events)
+        except (MailError, ValueError) as exc:
+            return json_response(start_response, 400, {"error": str(exc)})
+        except Exception as exc:  # a rule's target is missing (bucket, topic): SES's own error
+            return json_response(start_response, 400, {"error": f"{type(exc).__name__}: {exc}"})
+        return json_response(start_response, 200, delivery.to_dict())
 
     def describe(self) -> dict[str, Any]:
         return {"workers": self.runtime.workers(),

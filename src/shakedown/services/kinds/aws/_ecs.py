@@ -3,17 +3,18 @@ images the topology maps to commands, checked before the emulator starts; the na
 task definitions mount (in the state directory, so they outlive every task); what tests see
 of the tasks (``tasks()``, ``ecs_services()``); the running, healthy tasks of an ECS service as
 router targets (``RoutesTasks.task_targets``); tasks' processes as fault targets
-(``task:ID``) and their logs (``ecs/ID``); and the CloudWatch metrics the system put
-(``metrics()``)."""
+(``task:ID``) and their logs (``ecs/ID``); the CloudWatch metrics the system put
+(``metrics()``); mail out (``sent_emails()``) and in (``receive_email()``)."""
 
 from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ....errors import FaultError, TopologyError
+from ....errors import FaultError, ShakedownError, TopologyError
 from ....process import Spawned
 from ....topology.specs._aws_ecs import image_config
 from ..._base import Volume
@@ -129,6 +130,30 @@ class AwsEcs(AwsCompute):
         sent: list[dict[str, Any]] = self._control("GET", "/_shakedown/mail/sent").json()
         return sent
 
+    def receive_email(self, source: str = "", to: str | Sequence[str] = (), subject: str = "",
+                      body: str = "", *, raw: str | None = None,
+                      recipients: Sequence[str] = ()) -> dict[str, Any]:
+        """Deliver an email into the system as SES receives one: through the active receipt
+        rule set the system made with SES's API (S3 object, SNS notification, stop). Give
+        ``source``/``to``/``subject``/``body``, or ``raw`` MIME text (``recipients`` for the
+        envelope when they differ from its To). Returns ``{"messageId", "recipients",
+        "ruleSet", "actions"}``: ``actions`` is empty when no rule matched."""
+        request: dict[str, Any] = {"source": source, "to": _listed(to), "subject": subject,
+                                   "body": body, "recipients": list(recipients)}
+        if raw is not None:
+            request = {"raw": raw, "recipients": list(recipients) or None}
+        response = self._control("POST", "/_shakedown/mail/receive", json_body=request,
+                                 ok=(200, 400))
+        answer: dict[str, Any] = response.json()
+        if response.status_code == 400:
+            raise ShakedownError(f"service {self.name!r}: the email was not received: "
+                                 f"{answer.get('error')}",
+                                 checked=["the active receipt rule set and its actions' targets",
+                                          f"services = {list(self.spec.services)}"],
+                                 fix=['list "ses" (and s3/sns/sqs as the rules use) in services',
+                                      "create the bucket or topic a rule's action names"])
+        return answer
+
     def compute_log_paths(self) -> dict[str, Path]:
         found = super().compute_log_paths()
         prefix = f"{self.name}.ecs."
@@ -159,3 +184,7 @@ class AwsEcs(AwsCompute):
         except FaultError:  # the emulator is down
             return roles
         return [*roles, *(TASK_ROLE + t for t in live)]
+
+
+def _listed(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
