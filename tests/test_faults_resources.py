@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.error
@@ -251,3 +252,38 @@ def test_a_resource_schedule_replays_from_its_seed(env: Environment) -> None:
         used, size = datamount.usage(env["db"].ctx.data_dir)
         assert size - used > 1 << 20  # the disk has room again
     assert runs[0] == runs[1] and runs[0]
+
+
+def shakedown_cli(env: Environment, *args: str) -> subprocess.CompletedProcess[str]:
+    topology = env.topology.base_dir / "shakedown.toml"
+    return subprocess.run([sys.executable, "-m", "shakedown", "fault", *args, "-f",
+                           str(topology)], capture_output=True, text=True, check=False,
+                          timeout=hang_bound(60))
+
+
+def test_resource_faults_from_the_cli(env: Environment) -> None:
+    done = shakedown_cli(env, "pids-limit", "forker", "1")
+    assert done.returncode == 0 and "pids limit 1 on forker" in done.stdout, done.stderr
+    assert get(env, "forker", "/fork")[0] == 500
+    done = shakedown_cli(env, "memory-limit", "hog", "512M")
+    assert done.returncode == 0, done.stderr
+    assert cgroups.read("memory", env.env_id, "hog", "memory.limit_in_bytes") == str(512 << 20)
+    assert shakedown_cli(env, "heal").returncode == 0
+    assert get(env, "forker", "/fork") == (200, "forked")
+    assert cgroups.read("pids", env.env_id, "forker", "pids.max") == "max"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["memory-limit", "hog", "12"], "not a memory size"),
+    (["memory-limit", "hog", "lots"], "not a memory size"),
+    (["cpu-limit", "spinner", "0"], "0.001<=x<=64"),
+    (["pids-limit", "forker", "0"], "x>=1"),
+    (["disk-full", "nosuch"], "no service named"),
+    (["clock", "hog", "soon"], "soon"),
+])
+def test_bad_cli_resource_faults_exit_non_zero(env: Environment, args: list[str],
+                                               message: str) -> None:
+    done = shakedown_cli(env, *args)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert cgroups.read("pids", env.env_id, "forker", "pids.max") == "max"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
-from ._cli_support import console, plain, real_console
+from ._cli_support import BadOption, console, plain, real_console
 from ._cli_support import friendly as _friendly
 from .errors import ShakedownError, UsageError
 from .names import DEFAULT_FILE, DEFAULT_STATE_DIR
@@ -356,6 +356,61 @@ def isolate(service: str, files: tuple[str, ...], name: str) -> None:
 
 
 @_fault_command
+@click.argument("service")
+@click.argument("size")
+def memory_limit(service: str, size: str, files: tuple[str, ...], name: str) -> None:
+    """Cap a service's memory (cgroup), e.g. `shakedown fault memory-limit api 64M`."""
+    _, faults = _faults_of(files, name)
+    faults.memory_limit(service, _bytes(size))
+    console.print(f"memory limit {plain(size)} on {service}", highlight=False)
+
+
+@_fault_command
+@click.argument("service")
+@click.argument("fraction", type=click.FloatRange(min=0.001, max=64))
+def cpu_limit(service: str, fraction: float, files: tuple[str, ...], name: str) -> None:
+    """Throttle a service to FRACTION of one core, e.g. 0.1."""
+    _, faults = _faults_of(files, name)
+    faults.cpu_limit(service, fraction)
+    console.print(f"cpu limit {fraction:g} core on {service}", highlight=False)
+
+
+@_fault_command
+@click.argument("service")
+@click.argument("count", type=click.IntRange(min=1))
+def pids_limit(service: str, count: int, files: tuple[str, ...], name: str) -> None:
+    """Allow a service at most COUNT processes and threads."""
+    _, faults = _faults_of(files, name)
+    faults.pids_limit(service, count)
+    console.print(f"pids limit {count} on {service}", highlight=False)
+
+
+@_fault_command
+@click.argument("service")
+def disk_full(service: str, files: tuple[str, ...], name: str) -> None:
+    """Fill a service's data directory: writes fail with ENOSPC until heal."""
+    _, faults = _faults_of(files, name)
+    faults.disk_full(service)
+    console.print(f"disk full for {service}", highlight=False)
+
+
+@_fault_command
+@click.argument("service")
+@click.argument("offset")
+@click.option("--rate", type=click.FloatRange(min=0.001, max=1000), default=None,
+              help="Clock speed, e.g. 1.01 for 1% fast.")
+def clock(service: str, offset: str, rate: float | None, files: tuple[str, ...],
+          name: str) -> None:
+    """Move a service's wall clock by OFFSET (e.g. 1h, -30s) and restart it with the skew."""
+    _, faults = _faults_of(files, name)
+    negative = offset.startswith("-")
+    seconds = _ms(offset.removeprefix("-")) / 1000
+    faults.clock(service, -seconds if negative else seconds, rate=rate)
+    console.print(f"clock of {service} moved {plain(offset)}"
+                  + (f" running at {rate:g}x" if rate else ""), highlight=False)
+
+
+@_fault_command
 def heal(files: tuple[str, ...], name: str) -> None:
     """Remove every toxic, resume paused services, start stopped and killed ones."""
     _, faults = _faults_of(files, name)
@@ -372,6 +427,25 @@ def list_(files: tuple[str, ...], name: str) -> None:
         console.print(plain(line), highlight=False)
     if not lines:
         console.print("no faults")
+
+
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def _bytes(text: str) -> int:
+    """``64M``, ``512K``, ``1G`` or a number of bytes."""
+    number, unit = text.strip().upper().removesuffix("B").removesuffix("I"), ""
+    if number[-1:] in _SIZE_UNITS:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = int(float(number) * _SIZE_UNITS[unit])
+    except ValueError:
+        value = 0
+    if value < 4096:
+        raise BadOption(f"{text!r} is not a memory size of at least 4K",
+                        checked=["a number with K, M or G (powers of 1024), or bytes"],
+                        fix=["write it like 64M or 512K"])
+    return value
 
 
 def _ms(text: str) -> float:
