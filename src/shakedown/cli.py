@@ -44,7 +44,27 @@ name_option = click.option("--name", default="default", show_default=True,
                            help="Environment name.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Commands that live in modules of their own (``register(group)`` each), imported when a
+    command of theirs is asked for: ``status`` or ``logs`` do not pay for ``report`` or ``env``.
+    """
+
+    LAZY = {"report": "cli_reports", "history": "cli_reports", "run": "cli_reports",
+            "merge": "cli_shard", "durations": "cli_shard", "env": "cli_env",
+            "reap": "cli_reap", "init": "cli_init"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY and cmd_name not in self.commands:
+            import importlib
+
+            importlib.import_module(f"{__package__}.{self.LAZY[cmd_name]}").register(self)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version=__version__, prog_name="shakedown")
 def main() -> None:
     """Real infrastructure for integration tests, on one machine, in seconds, with faults."""
@@ -538,25 +558,6 @@ def doctor() -> None:
             console.print(f"  {plain(command)}", highlight=False)
         sys.exit(1)
 
-
-from .cli_reports import register  # noqa: E402  (report, history, run)
-
-register(main)
-from .cli_shard import register as register_shard  # noqa: E402  (merge, durations)
-
-register_shard(main)
-
-from . import cli_env  # noqa: E402  (env)
-
-cli_env.register(main)
-
-from . import cli_reap  # noqa: E402  (reap)
-
-cli_reap.register(main)
-
-from . import cli_init  # noqa: E402  (init)
-
-cli_init.register(main)
 
 if __name__ == "__main__":
     main()
