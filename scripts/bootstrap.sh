@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(postgresql postgresql-contrib redis-server etcd-server etcd-client haproxy pgbouncer
-              python3-venv curl chromium faketime)
+              python3-venv curl chromium faketime nftables)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -13,6 +13,7 @@ from .process import (
     datamount,
     faketime,
     mechanism,
+    nft,
     runtime_root,
     service_user,
     tmpfs_has_room,
@@ -48,6 +49,13 @@ def _faults() -> list[Check]:
     checks.append(Check("disk_full", why is None,
                         "data directories are size-limited tmpfs mounts" if why is None
                         else f"{why}: disk_full is unavailable"))
+    unified = cgroups.controllers()[cgroups.UNIFIED]
+    tables = nft.availability()
+    checks.append(Check("kernel network faults", unified.base is not None and tables.ok,
+                        "partition, cut and loss between any services (nftables on cgroup2)"
+                        if unified.base is not None and tables.ok else
+                        f"{unified.reason or tables.reason}: {unified.fix or tables.fix}; "
+                        "partitions use declared [links] only"))
     library = faketime.library()
     checks.append(Check("libfaketime", library is not None,
                         f"{library}: clock faults" if library

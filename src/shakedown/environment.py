@@ -38,6 +38,7 @@ from .process import (
     faketime,
     kill_adopted,
     kill_tagged,
+    nft,
     reap,
     remove_tree,
     runtime_root,
@@ -409,7 +410,7 @@ class Environment:
             routes.update({link.name: LinkRoute(link.name, link.source, link.to, link.peers)
                            for link in self._internal_links()})
             self._faults = Faults(self.services, routes, self.proxy, lambda: self.history,
-                                  on_restart=self._after_restart)
+                                  on_restart=self._after_restart, env_id=self.env_id)
         return self._faults
 
     def _after_restart(self) -> None:
@@ -515,6 +516,7 @@ class Environment:
         kill_tagged(self.env_id)  # whatever escaped its process group
         self._kill_adopted()
         _OWNED.discard(self.env_id)
+        nft.remove_env_tables(self.env_id)  # kernel network faults, before their groups go
         cgroups.remove_env(self.env_id)
         faketime.remove_segments()
         self._remove_volumes(keep_all=keep)

@@ -18,6 +18,7 @@ from ..services import AwsFaultable, Killable, Pausable, Restartable, Service
 from . import _resources as resources
 from ._clock import reset as reset_clock
 from ._clock import set_clock
+from ._kernel import Cut, KernelNet
 from ._schedule import Bounds, Candidates, Nemesis, candidates_of, default_seed, plan
 
 Direction = Literal["upstream", "downstream", "both"]
@@ -78,8 +79,10 @@ class Faults:
         proxy: Callable[[], ProxyControl | None],
         history: Callable[[], History | None],
         on_restart: Callable[[], None] = lambda: None,
+        env_id: str = "",
     ) -> None:
         self._services = services
+        self._kernel = KernelNet(env_id, services) if env_id else None
         self._links = links
         self.routes = links
         self._proxy = proxy
@@ -221,20 +224,26 @@ class Faults:
         return self.toxic(link, "down", "both")
 
     def partition(self, group_a: Iterable[str], group_b: Iterable[str]) -> Fault:
-        """Cut every link that crosses the two groups, both ways: data stops flowing (like
-        packets dropped), so clients time out rather than see a clean error."""
+        """Cut the two groups apart, both ways: data stops flowing (like packets dropped), so
+        clients time out rather than see a clean error, and open connections stall. Declared
+        links that cross are cut in the fault proxy; any other pair of services, in the kernel
+        (no link needed, open connections included)."""
         side_a, side_b = set(group_a), set(group_b)
         for name in (side_a | side_b) - self._labels():  # a label may be a member: db0
             self._service(name)
         crossing = [r for r in self._links.values()
                     if (r.sources & side_a and r.to in side_b)
                     or (r.sources & side_b and r.to in side_a)]
-        if not crossing:
+        cuts = [c for a, b in self._unlinked_pairs(side_a, side_b)
+                for c in (Cut(a, b), Cut(b, a))]
+        if not crossing and not cuts:
             declared = ", ".join(f"{r.source}->{r.to}" for r in self._links.values())
             raise FaultError(
                 f"no link crosses {sorted(side_a)} | {sorted(side_b)}: nothing to cut",
-                checked=[f"links: {declared or 'none'}"],
-                fix=["declare [links.NAME] from/to for the traffic to cut"])
+                checked=[f"links: {declared or 'none'}", "kernel network faults: "
+                         + self._kernel_state()],
+                fix=["declare [links.NAME] from/to for the traffic to cut",
+                     "or run as root with nftables installed for kernel faults"])
         # The cut links are parts of this one fault: recorded once, as the partition.
         parts: list[Callable[[], None]] = []
         try:
@@ -242,6 +251,8 @@ class Faults:
                 parts.append(self._toxic(r.name, "timeout", "both", 1.0,
                                          _cut_sources(r, side_a, side_b),
                                          {"timeout_ms": 0})[1])
+            if cuts:
+                parts.append(self._kernel_cut(cuts))
         except BaseException:
             for undo_part in parts:
                 undo_part()
@@ -251,8 +262,72 @@ class Faults:
             for undo_part in parts:
                 undo_part()
 
-        return self._add("partition", f"{sorted(side_a)} | {sorted(side_b)}",
-                         {"links": [r.name for r in crossing]}, undo=undo)
+        params: dict[str, Any] = {"links": [r.name for r in crossing]}
+        if cuts:
+            params["kernel"] = sorted({f"{c.sender}->{c.receiver}" for c in cuts})
+        return self._add("partition", f"{sorted(side_a)} | {sorted(side_b)}", params, undo=undo)
+
+    def cut(self, senders: Iterable[str], receivers: Iterable[str]) -> Fault:
+        """One way, in the kernel: what ``senders`` send to ``receivers`` is dropped, what
+        comes back still flows (an asymmetric partition)."""
+        return self._kernel_fault("cut", senders, receivers, None)
+
+    def loss(self, group_a: Iterable[str], group_b: Iterable[str], percent: float,
+             direction: Literal["both", "a_to_b", "b_to_a"] = "both") -> Fault:
+        """Drop ``percent`` of the packets between the groups, in the kernel: TCP's own
+        retransmissions are what the services see."""
+        if not 0 < percent <= 100:
+            raise FaultError(f"loss of {percent}% is out of range",
+                             fix=["give a percentage in (0, 100]"])
+        a, b = list(group_a), list(group_b)
+        if direction == "b_to_a":
+            a, b = b, a
+        return self._kernel_fault("loss", a, b, percent, both=direction == "both")
+
+    def _kernel_fault(self, kind: str, senders: Iterable[str], receivers: Iterable[str],
+                      percent: float | None, both: bool = False) -> Fault:
+        side_a, side_b = set(senders), set(receivers)
+        for name in side_a | side_b:
+            self._service(name)
+        pairs = [(a, b) for a in sorted(side_a) for b in sorted(side_b) if a != b]
+        cuts = [Cut(a, b, percent) for a, b in pairs]
+        if both:
+            cuts += [Cut(b, a, percent) for a, b in pairs]
+        if not cuts:
+            raise FaultError(f"{kind}: no pair of distinct services in {sorted(side_a)} and "
+                             f"{sorted(side_b)}", fix=["name two different services"])
+        undo = self._kernel_cut(cuts)
+        params: dict[str, Any] = {"kernel": sorted({f"{c.sender}->{c.receiver}" for c in cuts})}
+        if percent is not None:
+            params["percent"] = percent
+        return self._add(kind, f"{sorted(side_a)} | {sorted(side_b)}", params, undo=undo)
+
+    def _kernel_cut(self, cuts: list[Cut]) -> Callable[[], None]:
+        if self._kernel is None:
+            raise FaultError("kernel network faults need an environment that is up",
+                             fix=["bring the environment up first"])
+        self._kernel.require(f"cutting {', '.join(f'{c.sender}->{c.receiver}' for c in cuts)}")
+        table = self._kernel.apply(cuts)
+        kernel = self._kernel
+        return lambda: kernel.remove(table)
+
+    def _unlinked_pairs(self, side_a: set[str], side_b: set[str]) -> list[tuple[str, str]]:
+        """Pairs of services (not members) across the sides with no declared link between
+        them, when the kernel path is there: their traffic is cut in the kernel."""
+        if self._kernel is None or not self._kernel.available():
+            return []
+        linked = {frozenset((s, r.to)) for r in self._links.values() for s in r.sources}
+        return [(a, b) for a in sorted(side_a & set(self._services))
+                for b in sorted(side_b & set(self._services))
+                if a != b and frozenset((a, b)) not in linked]
+
+    def _kernel_state(self) -> str:
+        if self._kernel is None:
+            return "no environment"
+        from ._kernel import offered
+
+        usable, reason, _ = offered()
+        return "available" if usable else f"unavailable ({reason})"
 
     def isolate(self, service: str) -> Fault:
         """Partition one service, or one member of a cluster (``db0``), from every other
@@ -390,6 +465,8 @@ class Faults:
         proxy = self._proxy()
         if proxy is not None:
             proxy.reset()
+        if self._kernel is not None:
+            self._kernel.remove_all()  # also cuts made by another process (`shakedown fault`)
         for service in self._services.values():
             if isinstance(service, AwsFaultable) and service.status() == "running":
                 service.clear_rules()

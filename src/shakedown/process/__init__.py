@@ -6,6 +6,7 @@ directories (``datamount``) and faked clocks (``faketime``)."""
 from . import _cgroups as cgroups
 from . import _datamount as datamount
 from . import _faketime as faketime
+from . import _nft as nft
 from ._cgroups import service_scope
 from ._copy import copy_tree
 from ._descendants import adopted, become_subreaper, kill_adopted, mechanism
@@ -86,6 +87,7 @@ __all__ = [
     "log_probe",
     "log_tail",
     "mechanism",
+    "nft",
     "pid_alive",
     "port_is_free",
     "process_state",

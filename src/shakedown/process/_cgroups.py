@@ -26,7 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_ROOT = Path(os.environ.get("SHAKEDOWN_CGROUP_ROOT", "/sys/fs/cgroup"))
-CONTROLLERS = ("memory", "pids", "cpu")
+CONTROLLERS = ("memory", "pids", "cpu", "unified")
+UNIFIED = "unified"
+"""The cgroup2 hierarchy: no controller of its own here, but nftables matches a socket's
+cgroup2 group, which is how kernel network faults tell services apart (faults._kernel)."""
 _SUBTREE = "shakedown"
 
 
@@ -66,25 +69,38 @@ class Controller:
 
 
 def _own_path(controller: str) -> str:
-    """This process's cgroup in a v1 hierarchy ("/" when unknown)."""
+    """This process's cgroup in a hierarchy ("/" when unknown); cgroup2's line is ``0::``."""
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
         return "/"
     for line in lines:
-        _, names, path = line.split(":", 2)
-        if controller in names.split(","):
+        number, names, path = line.split(":", 2)
+        if controller in names.split(",") or (controller == UNIFIED and number == "0"):
             return path
     return "/"
 
 
+def mount_of(name: str) -> Path:
+    """Where hierarchy ``name`` is mounted: ``/sys/fs/cgroup/NAME``, or for cgroup2 on a
+    machine with no v1 hierarchies, ``/sys/fs/cgroup`` itself."""
+    mount = CGROUP_ROOT / name
+    if name == UNIFIED and not (mount / "cgroup.procs").exists() \
+            and (CGROUP_ROOT / "cgroup.controllers").exists():
+        return CGROUP_ROOT
+    return mount
+
+
 def controller(name: str) -> Controller:
     """Whether shakedown can make groups in the ``name`` hierarchy here (tries it)."""
-    mount = CGROUP_ROOT / name
+    mount = mount_of(name)
     if os.geteuid() != 0:
         return Controller(name, None, "shakedown does not run as root",
                           "run shakedown as root to place services in cgroups")
     if not (mount / "cgroup.procs").exists():
+        if name == UNIFIED:
+            return Controller(name, None, f"no cgroup2 hierarchy at {mount}",
+                              f"mount it: mkdir -p {mount} && mount -t cgroup2 none {mount}")
         return Controller(name, None, f"no cgroup v1 {name!r} hierarchy at {mount}",
                           f"mount it: mkdir -p {mount} && mount -t cgroup -o {name} cgroup {mount}")
     base = mount / _own_path(name).lstrip("/") / _SUBTREE

@@ -14,6 +14,7 @@ import psutil
 
 from ._cgroups import remove_env as remove_groups
 from ._faketime import remove_segments
+from ._nft import remove_env_tables
 from ._paths import ROOT_VARIABLE, TAG_VARIABLE
 from ._records import EnvRecord, all_records, remove_tree
 from ._spawn import Spawned, group_members, kill_group, pid_alive
@@ -121,6 +122,7 @@ def reap_env(record: EnvRecord, root: Path, report: ReapReport | None = None) ->
     report.environments.append(f"{record.name} ({record.env_id})")
     report.killed.extend(kill_recorded_groups(record))
     report.killed.extend(kill_tagged(record.env_id))
+    remove_env_tables(record.env_id)
     remove_groups(record.env_id)
     remove_segments()
     _remove_state_dir(record, report)
