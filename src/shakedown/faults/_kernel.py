@@ -23,6 +23,7 @@ from ..errors import FaultError
 from ..process import cgroups, nft
 
 _MARK_BASE = 0x5D000000
+_MARK_MASK = 0xFF000000
 _PRIORITY = -150  # before filters of other software, after conntrack
 
 
@@ -76,6 +77,10 @@ class KernelNet:
         commands += [f"add table {nft.FAMILY} {table}",
                      f"add chain {nft.FAMILY} {table} in {{ type filter hook input priority "
                      f"{_PRIORITY}; policy accept; }}"]
+        # Unmarked packets (the test's own, other environments') leave before any socket
+        # lookup: the healthy path pays one compare.
+        commands.append(f"add rule {nft.FAMILY} {table} in meta mark and {hex(_MARK_MASK)} != "
+                        f"{hex(_MARK_BASE)} accept")
         commands += [f"add rule {nft.FAMILY} {table} in {self._drop_rule(cut)}" for cut in cuts]
         try:
             nft.run("\n".join(commands))
