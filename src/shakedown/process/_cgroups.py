@@ -150,6 +150,24 @@ def place(pid: int, scope: ServiceScope | None = None) -> None:
             (path / "cgroup.procs").write_text(str(pid))
 
 
+def procs_files(scope: ServiceScope | None = None) -> list[Path]:
+    """The ``cgroup.procs`` files of the scope's groups (made when missing), for a process to
+    join before it execs (``spawn``'s wrapper): a socket it opens at once is then in its
+    service's cgroup2 group, which kernel network faults match on."""
+    scope = scope or current_scope()
+    if scope is None:
+        return []
+    files = []
+    for name in CONTROLLERS:
+        path = group_path(name, scope.env_id, scope.service)
+        if path is None:
+            continue
+        with contextlib.suppress(OSError):
+            path.mkdir(parents=True, exist_ok=True)
+            files.append(path / "cgroup.procs")
+    return files
+
+
 def place_family(pids: Iterable[int], env_id: str, service: str) -> None:
     """Move every pid given (a service's whole family) into the service's groups."""
     scope = ServiceScope(env_id, service)

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._cgroups import current_scope, place
+from ._cgroups import current_scope, place, procs_files
 from ._descendants import note_spawned, reap_orphan_zombies
 from ._faketime import faked_env
 from ._paths import ROOT_VARIABLE, TAG_VARIABLE, runtime_root
@@ -86,6 +86,7 @@ def spawn(
         argv = [*argv[:cut], _ENV, *(f"{k}={v}" for k, v in faked.items()), *argv[cut:]]
     else:
         full_env.update(faked)
+    argv = _joining_groups(argv, procs_files(scope))
     with log_path.open("ab") as log:
         popen = subprocess.Popen(
             argv,
@@ -108,6 +109,18 @@ def spawn(
         with contextlib.suppress(BrokenPipeError):
             popen.stdin.close()
     return Spawned(role=role, pid=popen.pid, pgid=popen.pid, log_path=log_path, popen=popen)
+
+
+# Joins each group given before ``--`` (a failed write is left to ``place`` after the spawn),
+# then execs the command: the process is in its groups before the command's first instruction.
+_JOIN = ('while [ "$1" != -- ]; do { echo $$ > "$1"; } 2>/dev/null; shift; done; shift; '
+         'exec "$@"')
+
+
+def _joining_groups(argv: list[str], files: list[Path]) -> list[str]:
+    if not files:
+        return argv
+    return ["/bin/sh", "-c", _JOIN, "sh", *map(str, files), "--", *argv]
 
 
 def _switch_user(argv: list[str], run_as: RunAs | None) -> tuple[list[str], RunAs | None]:
