@@ -27,7 +27,7 @@ from ._manager import SCOPES, EnvironmentManager, Started
 from ._options import add_options, settings_from
 from ._reporting import finish as finish_reporting
 from ._reporting import policy_from
-from ._reporting import preload as preload_reporting
+from ._reporting import preloading as preloading_reports
 from ._reporting import summary_lines as reporting_lines
 from ._results import (
     ENVIRONMENT,
@@ -88,8 +88,8 @@ def shakedown_env(request: pytest.FixtureRequest) -> Iterator[Environment]:
     (``@pytest.mark.shakedown(scope=...)``, session by default)."""
     item = request.node
     assert isinstance(item, pytest.Item)
-    started = _started_for(item)
-    preload_reporting(item.config)
+    with preloading_reports(item.config):
+        started = _started_for(item)
     item.stash.setdefault(USED, []).append(started)
     started.measured_index[item.nodeid] = len(started.env.recorded)
     _mark(started.env, item, "start")

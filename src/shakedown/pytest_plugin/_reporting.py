@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,16 +48,25 @@ REPORTED = pytest.StashKey[Reported]()
 _PRELOAD: list[threading.Thread] = []
 
 
-def preload(config: pytest.Config) -> None:
-    """Import the plotting library in the background once a test uses an environment, so that
-    writing the report at the end does not add its import time (about a second) to the run."""
+@contextlib.contextmanager
+def preloading(config: pytest.Config) -> Iterator[None]:
+    """Import the plotting library in the background *while the block runs* (the first
+    environment's start), so that writing the report at the end does not add its import time
+    (about a second) to the run. The import is joined before the block's fixture returns: it
+    creates loggers, and pytest's logging plugin walks the logger table between test phases
+    without a lock ("dictionary changed size during iteration" when the two overlap)."""
     if _PRELOAD or os.environ.get("PYTEST_XDIST_WORKER") \
             or not config.getini("shakedown_html_report"):
+        yield
         return
     thread = threading.Thread(target=_import_plots, name="shakedown-report-preload",
                               daemon=True)
     _PRELOAD.append(thread)
     thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
 
 
 def _import_plots() -> None:
