@@ -23,7 +23,7 @@ from shakedown.errors import (
     PortInUseError,
     ServiceStartError,
 )
-from shakedown.process import port_is_free, tagged_processes
+from shakedown.process import kill_group, port_is_free, spawn, tagged_processes, wait_ready
 from shakedown.waits import eventually
 
 
@@ -134,6 +134,26 @@ def test_service_that_never_gets_ready(
     assert "404, expected 200" in message and "attempts" in message
     assert "raise ready_timeout" in message
     assert_nothing_left(runtime_root, path)
+
+
+def test_processes_sharing_a_log_show_it_once(tmp_path: Path) -> None:
+    """Cluster members write one log: a timeout names it and shows its tail once, not once
+    per member (three identical blocks hid the line that mattered)."""
+    log = tmp_path / "db.log"
+    members = [spawn([sys.executable, "-c", f"print('member {i} up', flush=True); "
+                      "import time; time.sleep(60)"], role=f"db{i}", log_path=log,
+                     env_id="shared-log") for i in range(3)]
+    try:
+        eventually(lambda: log.read_text().count(" up") == 3, timeout=10)
+        with pytest.raises(ServiceStartError) as info:
+            wait_ready(lambda: False, service="db", check="never", timeout=0.2, watch=members)
+    finally:
+        for member in members:
+            kill_group(member)
+    message = str(info.value)
+    assert message.count(f"log: {log}") == 1, message
+    assert message.count(f"--- last lines of {log} ---") == 1, message
+    assert all(f"member {i} up" in message for i in range(3))
 
 
 def test_postgres_setting_that_breaks_start(

@@ -75,11 +75,12 @@ def _died(service: str, check: str, proc: Spawned, last: str) -> ServiceStartErr
 def _timed_out(
     service: str, check: str, timeout: float, attempts: int, last: str, watch: Sequence[Spawned]
 ) -> ServiceStartError:
-    details = "\n".join(_tail_block(p.log_path) for p in watch)
+    logs = list(dict.fromkeys(p.log_path for p in watch))  # members may share one log
+    details = "\n".join(_tail_block(path) for path in logs)
     return ServiceStartError(
         f"service {service!r} not ready after {timeout:.1f}s",
         checked=[f"readiness: {check} ({attempts} attempts)", f"last probe result: {last}",
-                 *(f"log: {p.log_path}" for p in watch)],
+                 *(f"log: {path}" for path in logs)],
         fix=["read the log lines below", "raise ready_timeout for the service if it is slow",
              "check that the readiness settings match what the service really does"],
         details=details,

@@ -107,8 +107,9 @@ class PatroniGroup(PatroniService):
         return config
 
     def internal_links(self) -> list[InternalLink]:
-        """Each member's etcd link, and its inbound link shared by every other member of every
-        group (the coordinator's queries, the workers' metadata syncs, replication)."""
+        """Each member's etcd link, its inbound link shared by every other member of every
+        group (the coordinator's queries, the workers' metadata syncs, replication), and its
+        REST API link shared by its group's other members (their leader race)."""
         links = [InternalLink(name=f"{member.name}-{self.spec.etcd}", source=member.name,
                               to=self.spec.etcd) for member in self.members]
         everyone = self.owner.member_names()
@@ -116,6 +117,12 @@ class PatroniGroup(PatroniService):
             peers = tuple(name for name in everyone if name != member.name)
             links.append(InternalLink(name=f"{member.name}-in", source=peers[0], to=member.name,
                                       upstream=(member.host, member.port), peers=peers[1:]))
+            group = tuple(m.name for m in self.members if m.name != member.name)
+            if group:
+                links.append(InternalLink(name=f"{member.name}-api", source=group[0],
+                                          to=member.name,
+                                          upstream=(member.host, member.rest_port),
+                                          peers=group[1:]))
         return links
 
     def connect_address(self, member: ClusterMember) -> tuple[str, int]:

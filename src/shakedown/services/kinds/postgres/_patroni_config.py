@@ -32,6 +32,10 @@ BASE_PARAMETERS: dict[str, Scalar] = {
     **COMMON_SETTINGS,
     "wal_retrieve_retry_interval": "100ms",  # its 5 s default delays replicas' first stream
     "wal_log_hints": True,  # pg_rewind of a former leader
+    # A leader demoted while cut from its replicas stops only once its walsenders have their
+    # shutdown checkpoint acknowledged, or give up after this long: with the default 60 s, a
+    # heal can find the former leader still "stopping" past the readiness bound.
+    "wal_sender_timeout": "10s",
 }
 # Fewer than the postgres kind's, so that a killed member behaves as in production:
 # - synchronous_commit stays on: with it off, a commit is acknowledged before its WAL leaves
@@ -172,7 +176,7 @@ class PatroniConfig:
             "log": {"level": "INFO",
                     "format": f"%(asctime)s {member.name} %(levelname)s: %(message)s"},
             "restapi": {"listen": f"{member.host}:{member.rest_port}",
-                        "connect_address": f"{member.host}:{member.rest_port}"},
+                        "connect_address": self._rest_address(member)},
             # use_proxies: Patroni talks to exactly these addresses (a fault proxy's, once
             # links exist) instead of discovering the etcd members' own client URLs.
             "etcd3": {"hosts": etcd_hosts, "use_proxies": True},
@@ -219,8 +223,10 @@ class PatroniConfig:
     def internal_links(self) -> list[InternalLink]:
         """Each member reaches etcd through a link of its own (``db0-dcs``), and its peers
         reach its postgres (replication, pg_rewind) through another (``db0-in``, its Patroni
-        ``connect_address``), so faults can cut one member from the DCS or from its peers:
-        ``faults.partition(["db0"], ["dcs"])``, ``faults.partition(["db0"], ["db1", "db2"])``.
+        ``connect_address``) and its REST API through a third (``db0-api``: in a leader race a
+        candidate asks its peers how far they are, and one cut off must not answer), so
+        faults can cut one member from the DCS or from its peers: ``faults.partition(["db0"],
+        ["dcs"])``, ``faults.partition(["db0"], ["db1", "db2"])``.
         A member's inbound link tells which peer each connection comes from (the proxy reads
         the connecting process's SHAKEDOWN_SOURCE), so ``faults.partition(["db0", "db1"],
         ["db2"])`` cuts db2's connections into db0 and db1 and leaves db0 <-> db1 alone.
@@ -233,7 +239,17 @@ class PatroniConfig:
                 links.append(InternalLink(name=f"{member.name}-in", source=peers[0],
                                           to=member.name, upstream=(member.host, member.port),
                                           peers=peers[1:]))
+                links.append(InternalLink(name=f"{member.name}-api", source=peers[0],
+                                          to=member.name,
+                                          upstream=(member.host, member.rest_port),
+                                          peers=peers[1:]))
         return links
+
+    def _rest_address(self, member: ClusterMember) -> str:
+        """Where peers reach this member's REST API: its API link, when there is one (clients,
+        HAProxy's checks and shakedown's probes use the member's own port)."""
+        port = self.ctx.link_port(f"{member.name}-api")
+        return f"{LOOPBACK}:{port}" if port is not None else f"{member.host}:{member.rest_port}"
 
     def _connect_address(self, member: ClusterMember) -> str:
         """Where peers reach this member's postgres: its inbound link, when there is one."""
