@@ -9,6 +9,7 @@ import os
 
 from .errors import ShakedownError
 from .process import (
+    cgroup2,
     cgroups,
     datamount,
     faketime,
@@ -56,6 +57,9 @@ def _faults() -> list[Check]:
                         if unified.base is not None and tables.ok else
                         f"{unified.reason or tables.reason}: {unified.fix or tables.fix}; "
                         "partitions use declared [links] only"))
+    frozen, why_not = cgroup2.offered()
+    checks.append(Check("pause", True, "a service's processes are frozen at once (cgroup2 "
+                        "freezer)" if frozen else f"SIGSTOP per process ({why_not})"))
     library = faketime.library()
     checks.append(Check("libfaketime", library is not None,
                         f"{library}: clock faults" if library

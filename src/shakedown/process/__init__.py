@@ -3,6 +3,7 @@ capture, readiness waits, port allocation safe across concurrent runs, environme
 the reaper and the owner watchdog; services' cgroups (``cgroups``), size-limited data
 directories (``datamount``) and faked clocks (``faketime``)."""
 
+from . import _cgroup2 as cgroup2
 from . import _cgroups as cgroups
 from . import _datamount as datamount
 from . import _faketime as faketime
@@ -68,6 +69,7 @@ __all__ = [
     "all_records",
     "become_subreaper",
     "cache_root",
+    "cgroup2",
     "cgroups",
     "check_reachable",
     "command_probe",

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._cgroup2 import thaw_of
 from ._cgroups import current_scope, place, procs_files
 from ._descendants import note_spawned, reap_orphan_zombies
 from ._faketime import faked_env
@@ -258,6 +259,7 @@ def stop_group(proc: Spawned, sig: int = signal.SIGTERM, timeout: float = 10.0) 
 
     Returns True when it stopped gracefully, False when it had to be killed.
     """
+    thaw_of(proc.pid)  # a frozen server cannot handle the signal either
     if not signal_group(proc.pgid, sig):
         wait_group_gone(proc, 0)
         return True

@@ -28,6 +28,7 @@ from ..errors import FaultError, MissingBinaryError
 from ..process import (
     RunAs,
     Spawned,
+    cgroup2,
     kill_group,
     log_tail,
     process_state,
@@ -316,7 +317,8 @@ class Service:
         alive = [p for p in self.processes if p.alive()]
         if not alive:
             return "stopped"
-        if any(_is_stopped(p.pid) for p in alive):
+        if any(_is_stopped(p.pid) for p in alive) or cgroup2.is_frozen(self.ctx.env_id,
+                                                                        self.name):
             return "paused"
         return "running" if len(alive) == len(self.processes) else "partial"
 
@@ -328,20 +330,34 @@ class SpawnedService(Service):
     stop_signal: ClassVar[int] = signal.SIGTERM
 
     def stop(self) -> None:
+        """Stop each process gracefully (killed after ``stop_timeout``), then whatever is
+        left in the service's cgroup2 group: a daemon that escaped its parent's family goes
+        with the service, as with a stopped container."""
         with self._lock:
             for proc in reversed(self.processes):
                 stop_group(proc, self.stop_signal, self.spec.stop_timeout)
+            cgroup2.kill(self.ctx.env_id, self.name)
 
     def kill(self, role: str | None = None) -> None:
+        """SIGKILL the processes with their children; for the whole service, everything in
+        its cgroup2 group too (an escaped daemon dies with it, as in a killed container)."""
+        if role is None and cgroup2.kill(self.ctx.env_id, self.name):
+            cgroup2.thaw(self.ctx.env_id, self.name)  # killed while paused: start unfrozen
         for proc in self._select(role):
             kill_group(proc)
 
     def pause(self, role: str | None = None) -> None:
-        """SIGSTOP the processes and all their children (open connections freeze too)."""
+        """Freeze every process of the service at once (its cgroup2 group, escaped daemons
+        included) where the machine allows; otherwise, and for one ``role``, SIGSTOP the
+        processes and all their children. Open connections freeze too."""
+        if role is None and cgroup2.freeze(self.ctx.env_id, self.name):
+            return
         for proc in self._select(role):
             stop_family(proc)
 
     def resume(self, role: str | None = None) -> None:
+        if role is None:
+            cgroup2.thaw(self.ctx.env_id, self.name)
         for proc in self._select(role):
             signal_family(proc, signal.SIGCONT)
 
@@ -351,6 +367,7 @@ class SpawnedService(Service):
             if any(p.alive() for p in self.processes):
                 return
             self.processes = []
+            cgroup2.thaw(self.ctx.env_id, self.name)  # a process spawned frozen never starts
             self.start()
         self.wait_ready()
 

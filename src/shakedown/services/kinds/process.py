@@ -28,7 +28,6 @@ from ...process import (
     log_probe,
     read_status,
     spawn,
-    stop_group,
     tcp_probe,
     wait_ready,
 )
@@ -158,10 +157,9 @@ class UserProcessService(SpawnedService, kind="process"):
                                 log_path=self.log_path, env_id=self.ctx.env_id, env=self.env(),
                                 inherit_env=True, cwd=self.cwd)]
 
-    def stop(self) -> None:
-        sig = getattr(signal, self.spec.stop_signal)
-        for proc in self.processes:
-            stop_group(proc, sig, self.spec.stop_timeout)
+    @property
+    def stop_signal(self) -> int:  # type: ignore[override]
+        return int(getattr(signal, self.spec.stop_signal))
 
     def _probe(self) -> tuple[Probe, str]:
         ready = self.spec.ready
