@@ -226,6 +226,11 @@ def test_fault_partition_and_isolate(project: Path) -> None:
         ok(project, "fault", "heal")
         assert redis.Redis.from_url(cache_link, socket_timeout=2).ping()
 
+        # No link between db and cache: the CLI says the cut is made in the kernel.
+        out = ok(project, "fault", "partition", "db", "cache")
+        assert "partitioned db | cache: kernel cache->db, db->cache" in out
+        ok(project, "fault", "heal")
+
         assert "isolated db" in ok(project, "fault", "isolate", "db")
         with pytest.raises(psycopg.OperationalError), pg(db_link) as conn:
             conn.execute("SELECT 1")

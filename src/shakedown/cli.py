@@ -363,7 +363,11 @@ def partition(group_a: str, group_b: str, files: tuple[str, ...], name: str) -> 
     """Cut every link between two groups (comma-separated service names), both ways."""
     _, faults = _faults_of(files, name)
     cut = faults.partition(group_a.split(","), group_b.split(","))
-    console.print(f"partitioned {group_a} | {group_b}: links {', '.join(cut.params['links'])}")
+    parts = [f"links {', '.join(cut.params['links'])}"] if cut.params["links"] else []
+    if cut.params.get("kernel"):
+        parts.append(f"kernel {', '.join(cut.params['kernel'])}")
+    console.print(plain(f"partitioned {group_a} | {group_b}: {'; '.join(parts)}"),
+                  highlight=False)
 
 
 @_fault_command
