@@ -142,6 +142,7 @@ def test_groups_form_one_citus_cluster_behind_haproxy(
         assert coordinator is not None
         assert lb.routed_primary() == [coordinator.name]
         assert f":{lb.primary_port}/app" in db.url and db.coordinator_url == db.url
+        assert db.exports()["coordinator_url"] == db.url  # {db.coordinator_url}, DB_COORDINATOR_URL
         with psycopg.connect(db.url, autocommit=True) as conn:
             conn.execute("INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 200) g")
             assert scalar(conn, "SELECT sum(balance) FROM accounts") == 20000

@@ -265,7 +265,8 @@ class PatroniCitusService(PostgresFamily, SpawnedService):
         host, port = self._coordinator_address()
         return {"host": host, "port": str(port), "url": self.url, "user": SUPERUSER,
                 "password": self.password, "database": self.database, "dsn": self.dsn,
-                "primary_url": self.primary_url, "replica_url": self.replica_url}
+                "primary_url": self.primary_url, "replica_url": self.replica_url,
+                "coordinator_url": self.coordinator_url}
 
     def version(self) -> str:
         citus = _extensions.installed(self.binaries).get(_extensions.CITUS)
