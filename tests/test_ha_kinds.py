@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -77,6 +79,9 @@ def test_etcd_single_member_is_healthy_and_stores_keys(
         assert dcs.url == f"http://127.0.0.1:{dcs.port}"
         assert dcs.exports()["endpoints"] == f"127.0.0.1:{dcs.port}"
         assert dcs.healthy(0)
+        # Ready means a decided cluster version (Patroni's client parses it at start).
+        version = httpx.get(f"{dcs.url}/version", trust_env=False).json()
+        assert re.fullmatch(r"\d+(\.\d+)+", version["etcdcluster"]), version
         with dcs.client() as client:
             client.put("/greeting", "hello")
             assert client.get("/greeting") == "hello"

@@ -1,13 +1,15 @@
 """The ``etcd`` kind: Debian's etcd, one process per member (roles ``etcd0``, ``etcd1``, ...,
 so that faults can target one), listening on loopback only, with fast heartbeat and election
 settings (heartbeat 10 ms, election 100 ms: healthy in tens of milliseconds instead of about
-half a second). Ready when every member's ``GET /health`` says ``{"health": "true"}``.
+half a second). Ready when every member's ``GET /health`` says ``{"health": "true"}`` and its
+``GET /version`` has a decided cluster version (not ``not_decided``).
 
 Ports: ``ctx.ports[i]`` is member i's client port, ``ctx.ports[members + i]`` its peer port."""
 
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any, ClassVar
 
 import httpx
@@ -126,7 +128,8 @@ class EtcdService(ServerService, kind="etcd"):
         self.wait_ready()
 
     def healthy(self, index: int) -> bool:
-        """``GET /health`` of member ``index`` says ``{"health": "true"}``."""
+        """``GET /health`` of member ``index`` says ``{"health": "true"}`` and ``GET /version``
+        has a decided cluster version."""
         if self._http is None:
             self._http = httpx.Client(timeout=1.0, trust_env=False)
         response = self._http.get(f"{self.client_url(index)}/health")
@@ -134,13 +137,20 @@ class EtcdService(ServerService, kind="etcd"):
         if response.status_code != 200 or body.get("health") != "true":
             raise NotReady(f"GET {self.client_url(index)}/health -> {response.status_code} "
                            f"{response.text.strip()[:200]}")
+        # Healthy comes a moment before the cluster version is decided; clients that read it
+        # at start (Patroni's etcd3 client parses it as numbers) fail on "not_decided".
+        version = self._http.get(f"{self.client_url(index)}/version")
+        cluster = (version.json() if version.status_code == 200 else {}).get("etcdcluster", "")
+        if not re.fullmatch(r"\d+(\.\d+)+", str(cluster)):
+            raise NotReady(f"GET {self.client_url(index)}/version -> etcdcluster {cluster!r}")
         return True
 
     def wait_ready(self) -> None:
         def probe() -> bool:
             return all(self.healthy(i) for i in range(self.members))
 
-        check = f'GET /health says {{"health":"true"}} on {self.url}'
+        check = (f'GET /health says {{"health":"true"}} and /version a cluster version '
+                 f"on {self.url}")
         try:
             self.await_ready(probe, check, interval=0.002, max_interval=0.02)
         finally:

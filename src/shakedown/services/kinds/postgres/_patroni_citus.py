@@ -50,6 +50,7 @@ from ..._base import InternalLink, ServiceContext, SpawnedService
 from ..._protocols import ClusterMember, Front
 from . import _extensions
 from ._family import SUPERUSER, PostgresFamily, pg_dsn, pg_url
+from ._patroni_config import inbound_links
 from .patroni import PatroniService
 
 T = TypeVar("T")
@@ -114,15 +115,9 @@ class PatroniGroup(PatroniService):
                               to=self.spec.etcd) for member in self.members]
         everyone = self.owner.member_names()
         for member in self.members:
-            peers = tuple(name for name in everyone if name != member.name)
-            links.append(InternalLink(name=f"{member.name}-in", source=peers[0], to=member.name,
-                                      upstream=(member.host, member.port), peers=peers[1:]))
-            group = tuple(m.name for m in self.members if m.name != member.name)
-            if group:
-                links.append(InternalLink(name=f"{member.name}-api", source=group[0],
-                                          to=member.name,
-                                          upstream=(member.host, member.rest_port),
-                                          peers=group[1:]))
+            peers = [name for name in everyone if name != member.name]
+            group = [m.name for m in self.members if m.name != member.name]
+            links += inbound_links(member, peers, group)
         return links
 
     def connect_address(self, member: ClusterMember) -> tuple[str, int]:

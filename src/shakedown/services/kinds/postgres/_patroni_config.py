@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +128,21 @@ def slot_name(member: str) -> str:
                   member.lower())[:63]
 
 
+def inbound_links(member: ClusterMember, peers: Sequence[str],
+                  api_peers: Sequence[str]) -> list[InternalLink]:
+    """A member's inbound links, each shared by the members that use it: its postgres
+    (``NAME-in``: replication, pg_rewind, Citus's queries) by ``peers``, its REST API
+    (``NAME-api``: the leader race) by ``api_peers``."""
+    links = []
+    for suffix, sources, port in (("in", peers, member.port),
+                                  ("api", api_peers, member.rest_port)):
+        if sources:
+            links.append(InternalLink(name=f"{member.name}-{suffix}", source=sources[0],
+                                      to=member.name, upstream=(member.host, port),
+                                      peers=tuple(sources[1:])))
+    return links
+
+
 class PatroniConfig:
     """Mixed into the kind's class: the members' configuration and the cluster's links."""
 
@@ -234,15 +250,8 @@ class PatroniConfig:
         links = [InternalLink(name=f"{member.name}-{self.spec.etcd}", source=member.name,
                               to=self.spec.etcd) for member in self.members]
         for member in self.members:
-            peers = tuple(m.name for m in self.members if m.name != member.name)
-            if peers:
-                links.append(InternalLink(name=f"{member.name}-in", source=peers[0],
-                                          to=member.name, upstream=(member.host, member.port),
-                                          peers=peers[1:]))
-                links.append(InternalLink(name=f"{member.name}-api", source=peers[0],
-                                          to=member.name,
-                                          upstream=(member.host, member.rest_port),
-                                          peers=peers[1:]))
+            peers = [m.name for m in self.members if m.name != member.name]
+            links += inbound_links(member, peers, peers)
         return links
 
     def _rest_address(self, member: ClusterMember) -> str:
