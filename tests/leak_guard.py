@@ -131,7 +131,11 @@ class Guard:
     def _processes(self) -> Iterator[Proc]:
         parents, starts, tagged, mine = self._scan()
         for pid in mine:
-            yield Proc(pid, starts[pid], _inherited_tag(pid, parents, tagged), _cmdline(pid))
+            cmdline = _cmdline(pid)
+            if cmdline == "?" and _finishes_exiting(pid):
+                continue  # no memory left but not yet a zombie: it was exiting (a watchdog
+                # that has just reaped its environment), not left behind
+            yield Proc(pid, starts[pid], _inherited_tag(pid, parents, tagged), cmdline)
 
     def _scan(self) -> tuple[dict[int, int], dict[int, int], dict[int, tuple[str, str | None]],
                              set[int]]:
@@ -514,6 +518,18 @@ def _tags(pid: int) -> tuple[str, str | None] | None:
     if _TAG not in values:
         return None
     return values[_TAG], values.get(_ROOT)
+
+
+def _finishes_exiting(pid: int, within: float = 2.0) -> bool:
+    """Whether ``pid`` (whose command line is already gone) is a zombie or gone within
+    ``within`` seconds; a process that stays is reported."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        stat = _stat(pid)
+        if stat is None or stat[0] in ("Z", "X"):
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def _cmdline(pid: int) -> str:

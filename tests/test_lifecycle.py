@@ -241,11 +241,15 @@ def test_kill_9_of_owner_is_reaped_by_the_watchdog(
     path = write_topology(TWO_SERVERS)
     owner, env_id = _start_owner(path)
     assert len(tagged_processes(env_id)) >= 2
+    record = runtime_root / env_id / "env.json"
     owner.send_signal(signal.SIGKILL)
     owner.wait()
     # Nothing else reaps here (no up, no reap): only the watchdog can (how fast: a hang bound).
-    eventually(lambda: not tagged_processes(env_id) and not (runtime_root / env_id).exists(),
-               timeout=10, description="the watchdog reaped the environment")
+    # It removes the directory before its last cleanup (cgroups, kernel tables) and its exit:
+    # done means the watchdog is gone too.
+    eventually(lambda: not tagged_processes(env_id) and not (runtime_root / env_id).exists()
+               and not pids_with_in_cmdline(str(record)),
+               timeout=10, description="the watchdog reaped the environment and exited")
     assert_nothing_left(runtime_root, path)
 
 
